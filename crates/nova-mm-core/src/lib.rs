@@ -1,0 +1,52 @@
+//! `nova-mm-core`: memory management for NVIDIA GPUs (Pascal through Blackwell), `no_std`.
+//!
+//! The crate holds everything that does not depend on how VRAM and the TLB-invalidate registers are
+//! reached:
+//!
+//! - [`addr`]: typed addresses (VRAM, GPU virtual, frame numbers) and page sizes;
+//! - [`chip`]: the GPU families and what each allows (MMU version, page sizes, field widths);
+//! - [`vram`] and [`tlb`]: the two traits a backend implements, [`VramAccess`] and
+//!   [`TlbInvalidate`].
+//!
+//! It never panics on any input: the crate denies `unwrap`, `expect`, `panic!`, unchecked
+//! indexing and overflowing arithmetic outside tests, and every fallible function returns a typed
+//! error. It allocates nothing unless the `alloc` feature is on, and then only fallibly, so it can
+//! be built into a Linux kernel (see `kernel-in-qemu` notes in the repository).
+#![no_std]
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::indexing_slicing,
+        clippy::arithmetic_side_effects,
+        clippy::cast_possible_truncation,
+        clippy::cast_possible_wrap,
+        clippy::cast_sign_loss,
+        clippy::float_arithmetic,
+        clippy::unreachable,
+        clippy::todo,
+        clippy::unimplemented,
+        clippy::exit,
+    )
+)]
+#![deny(missing_docs)]
+#![warn(clippy::missing_errors_doc)]
+
+#[cfg(feature = "alloc")]
+#[allow(unused_extern_crates)]
+extern crate alloc;
+
+pub mod addr;
+pub mod chip;
+pub mod tlb;
+pub mod vram;
+
+pub use addr::{PageSize, Pfn, PhysAddr, VirtAddr, VramAddress};
+pub use chip::{Chip, MmuVersion};
+pub use tlb::{
+    AckMode, CacheLevel, InvalidateRequest, PdbAperture, PdbTarget, TlbError, TlbInvalidate,
+    VaScope,
+};
+pub use vram::{VramAccess, VramError};

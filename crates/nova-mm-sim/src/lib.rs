@@ -1,0 +1,3 @@
+//! `nova-mm-sim`: a simulated NVIDIA GPU for testing nova-mm on a laptop.
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]

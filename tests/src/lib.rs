@@ -1,0 +1,1 @@
+//! Cross-crate integration tests for nova-mm live in `tests/tests/`.
