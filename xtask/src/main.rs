@@ -8,14 +8,18 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 
+mod nightly;
+
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
         Some("ci") => ci(),
         Some("demo") => demo(&args[1..]),
         Some("setup") => setup(),
+        Some("fuzz") => nightly::fuzz(&args[1..]),
+        Some("miri") => nightly::miri(),
         _ => {
-            eprintln!("usage: cargo xtask <ci|demo|setup> [args]");
+            eprintln!("usage: cargo xtask <ci|demo|setup|fuzz [TARGET] [SECONDS]|miri> [args]");
             return ExitCode::from(2);
         }
     };
@@ -29,11 +33,11 @@ fn main() -> ExitCode {
 }
 
 /// Runs a command, echoing it, and fails if it fails.
-fn run(program: &str, args: &[&str]) -> Result<()> {
+pub(crate) fn run(program: &str, args: &[&str]) -> Result<()> {
     run_env(program, args, &[])
 }
 
-fn run_env(program: &str, args: &[&str], env: &[(&str, &str)]) -> Result<()> {
+pub(crate) fn run_env(program: &str, args: &[&str], env: &[(&str, &str)]) -> Result<()> {
     eprintln!("$ {program} {}", args.join(" "));
     let start = Instant::now();
     let status = Command::new(program)
@@ -48,7 +52,7 @@ fn run_env(program: &str, args: &[&str], env: &[(&str, &str)]) -> Result<()> {
     Ok(())
 }
 
-fn output_of(program: &str, args: &[&str]) -> Result<String> {
+pub(crate) fn output_of(program: &str, args: &[&str]) -> Result<String> {
     let out = Command::new(program)
         .args(args)
         .output()
