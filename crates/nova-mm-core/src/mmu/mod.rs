@@ -215,3 +215,6 @@ const _: () = {
     assert!(<MmuV2 as MmuFormat>::VA_BITS == MmuVersion::V2.va_bits());
     assert!(<MmuV3 as MmuFormat>::VA_BITS == MmuVersion::V3.va_bits());
 };
+
+#[cfg(test)]
+mod proptests;
