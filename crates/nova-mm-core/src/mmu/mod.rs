@@ -201,6 +201,79 @@ impl MmuFormat for MmuV3 {
     }
 }
 
+/// Encodes a leaf PTE for `chip`, choosing the format at run time (for tools; the walker
+/// uses [`MmuFormat`] directly).
+///
+/// # Errors
+///
+/// As [`MmuFormat::encode_pte`].
+pub fn encode_pte(chip: Chip, level: Level, state: &PteState) -> Result<u64, FormatError> {
+    match chip.mmu_version() {
+        MmuVersion::V2 => MmuV2::encode_pte(chip, level, state),
+        MmuVersion::V3 => MmuV3::encode_pte(chip, level, state),
+    }
+}
+
+/// Decodes a leaf PTE for `chip`, choosing the format at run time.
+///
+/// # Errors
+///
+/// As [`MmuFormat::decode_pte`].
+pub fn decode_pte(chip: Chip, level: Level, raw: u64) -> Result<PteState, FormatError> {
+    match chip.mmu_version() {
+        MmuVersion::V2 => MmuV2::decode_pte(chip, level, raw),
+        MmuVersion::V3 => MmuV3::decode_pte(chip, level, raw),
+    }
+}
+
+/// Encodes an upper PDE for `chip`, choosing the format at run time.
+///
+/// # Errors
+///
+/// As [`MmuFormat::encode_pde`].
+pub fn encode_pde(chip: Chip, level: Level, state: &PdeState) -> Result<u64, FormatError> {
+    match chip.mmu_version() {
+        MmuVersion::V2 => MmuV2::encode_pde(chip, level, state),
+        MmuVersion::V3 => MmuV3::encode_pde(chip, level, state),
+    }
+}
+
+/// Decodes an upper PDE for `chip`, choosing the format at run time.
+///
+/// # Errors
+///
+/// As [`MmuFormat::decode_pde`].
+pub fn decode_pde(chip: Chip, level: Level, raw: u64) -> Result<PdeState, FormatError> {
+    match chip.mmu_version() {
+        MmuVersion::V2 => MmuV2::decode_pde(chip, level, raw),
+        MmuVersion::V3 => MmuV3::decode_pde(chip, level, raw),
+    }
+}
+
+/// Encodes a dual PD0 entry for `chip`, choosing the format at run time.
+///
+/// # Errors
+///
+/// As [`MmuFormat::encode_dual_pde`].
+pub fn encode_dual_pde(chip: Chip, state: &DualPdeState) -> Result<[u64; 2], FormatError> {
+    match chip.mmu_version() {
+        MmuVersion::V2 => MmuV2::encode_dual_pde(chip, state),
+        MmuVersion::V3 => MmuV3::encode_dual_pde(chip, state),
+    }
+}
+
+/// Decodes a dual PD0 entry for `chip`, choosing the format at run time.
+///
+/// # Errors
+///
+/// As [`MmuFormat::decode_dual_pde`].
+pub fn decode_dual_pde(chip: Chip, raw: [u64; 2]) -> Result<DualPdeState, FormatError> {
+    match chip.mmu_version() {
+        MmuVersion::V2 => MmuV2::decode_dual_pde(chip, raw),
+        MmuVersion::V3 => MmuV3::decode_dual_pde(chip, raw),
+    }
+}
+
 assert_impl_all!(MmuV2: Send, Sync, MmuFormat);
 assert_impl_all!(MmuV3: Send, Sync, MmuFormat);
 assert_impl_all!(PteState: Send, Sync, Copy);

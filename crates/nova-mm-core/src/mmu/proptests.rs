@@ -187,43 +187,10 @@ fn upper_levels(version: MmuVersion) -> Vec<Level> {
         .collect()
 }
 
-/// Dispatch on the chip's version (the walker uses static dispatch; the tests cover both).
-fn enc_pte(chip: Chip, level: Level, s: &PteState) -> Result<u64, FormatError> {
-    match chip.mmu_version() {
-        MmuVersion::V2 => MmuV2::encode_pte(chip, level, s),
-        MmuVersion::V3 => MmuV3::encode_pte(chip, level, s),
-    }
-}
-fn dec_pte(chip: Chip, level: Level, r: u64) -> Result<PteState, FormatError> {
-    match chip.mmu_version() {
-        MmuVersion::V2 => MmuV2::decode_pte(chip, level, r),
-        MmuVersion::V3 => MmuV3::decode_pte(chip, level, r),
-    }
-}
-fn enc_pde(chip: Chip, level: Level, s: &PdeState) -> Result<u64, FormatError> {
-    match chip.mmu_version() {
-        MmuVersion::V2 => MmuV2::encode_pde(chip, level, s),
-        MmuVersion::V3 => MmuV3::encode_pde(chip, level, s),
-    }
-}
-fn dec_pde(chip: Chip, level: Level, r: u64) -> Result<PdeState, FormatError> {
-    match chip.mmu_version() {
-        MmuVersion::V2 => MmuV2::decode_pde(chip, level, r),
-        MmuVersion::V3 => MmuV3::decode_pde(chip, level, r),
-    }
-}
-fn enc_dual(chip: Chip, s: &DualPdeState) -> Result<[u64; 2], FormatError> {
-    match chip.mmu_version() {
-        MmuVersion::V2 => MmuV2::encode_dual_pde(chip, s),
-        MmuVersion::V3 => MmuV3::encode_dual_pde(chip, s),
-    }
-}
-fn dec_dual(chip: Chip, r: [u64; 2]) -> Result<DualPdeState, FormatError> {
-    match chip.mmu_version() {
-        MmuVersion::V2 => MmuV2::decode_dual_pde(chip, r),
-        MmuVersion::V3 => MmuV3::decode_dual_pde(chip, r),
-    }
-}
+use super::{
+    decode_dual_pde as dec_dual, decode_pde as dec_pde, decode_pte as dec_pte,
+    encode_dual_pde as enc_dual, encode_pde as enc_pde, encode_pte as enc_pte,
+};
 
 fn chip_and_leaf() -> impl Strategy<Value = (Chip, Level)> {
     (

@@ -176,6 +176,9 @@ fn pte_special_states() {
     // No valid 4K below: V=0, PRIVILEGE(1<<5) = 0x20, big page table only.
     pte_kat(T, Level::PtBig, PteState::NoValid4K, 0x20);
     pte_kat(Chip::Ada, Level::PtBig, PteState::NoValid4K, 0x20);
+    pte_kat(Chip::Pascal, Level::PtBig, PteState::NoValid4K, 0x20);
+    pte_kat(Chip::Volta, Level::PtSmall, PteState::Invalid, 0);
+    pte_kat(Chip::Ampere, Level::PtSmall, PteState::Sparse, 0x8);
     assert_eq!(
         encode_pte(T, Level::PtSmall, &PteState::NoValid4K),
         Err(FormatError::StateNotAllowed {
@@ -309,6 +312,8 @@ fn upper_pde() {
     );
     // Invalid and sparse (APERTURE 0, VOL 1 = 0x8).
     pde_kat(T, Level::Pd3, PdeState::Invalid, 0);
+    pde_kat(Chip::Pascal, Level::Pd2, PdeState::Invalid, 0);
+    pde_kat(Chip::Ada, Level::Pd1, PdeState::Invalid, 0);
     pde_kat(T, Level::Pd2, PdeState::Sparse, 0x8);
     pde_kat(Chip::Pascal, Level::Pd1, PdeState::Sparse, 0x8);
     // NO_ATS on an entry without a table is ignored (Volta+).

@@ -147,6 +147,14 @@ fn pte_special_states() {
     pte_kat(B, Level::PtBig, PteState::Sparse, 0x8);
     pte_kat(H, Level::PtSmall, PteState::MappingNowhere, 0x10);
     pte_kat(B, Level::PtBig, PteState::MappingNowhere, 0x10);
+    pte_kat(
+        Chip::BlackwellGb10x,
+        Level::PtSmall,
+        PteState::MappingNowhere,
+        0x10,
+    );
+    pte_kat(B, Level::PtBig, PteState::Invalid, 0);
+    pte_kat(Chip::BlackwellGb10x, Level::PtSmall, PteState::Sparse, 0x8);
     pte_kat(H, Level::PtBig, PteState::NoValid4K, 0x18);
     pte_kat(
         Chip::BlackwellGb10x,
@@ -263,6 +271,9 @@ fn upper_pde() {
     );
     // Invalid; sparse = APERTURE 0 with PCF SPARSE_ATS_ALLOWED (1) << 3 = 0x8.
     pde_kat(H, Level::Pd4, PdeState::Invalid, 0);
+    pde_kat(B, Level::Pd2, PdeState::Invalid, 0);
+    pde_kat(Chip::BlackwellGb10x, Level::Pd1, PdeState::Invalid, 0);
+    pde_kat(B, Level::Pd4, PdeState::Sparse, 0x8);
     pde_kat(H, Level::Pd3, PdeState::Sparse, 0x8);
     pde_kat(B, Level::Pd1, PdeState::Sparse, 0x8);
     // INVALID_ATS_NOT_ALLOWED (2 << 3 = 0x10) and SPARSE_ATS_NOT_ALLOWED (0x18) decode
