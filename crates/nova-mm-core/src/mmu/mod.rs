@@ -26,7 +26,41 @@
 //! # Dual PDEs
 //!
 //! A dual PD0 entry is two `u64` halves, low qword first (`[u64; 2]`), never a `u128`: the
-//! kernel has no run-time 128-bit support.
+//! kernel has no run-time 128-bit support. The big half stores the big page table's address
+//! >> 8 (v2: at 32:4 vidmem / 53:4 sysmem; v3: PA\[51:8\] in place at 51:8), so big tables are
+//! 256 B aligned; the small half stores a 4 KiB-aligned address like an upper PDE.
+//!
+//! # Decisions where the sources disagree (`mmu-formats.md` §7)
+//!
+//! 1. v2 "no valid 4 KiB page" big PTE (§7.1): encoded V=0 PRIV=1 (UVM, nouveau, the Pascal
+//!    format note). RM's V=0 VOL=1 PRIV=1 decodes as *sparse*, since V=0 with VOL=1 is the sparse
+//!    encoding. `NoValid4K` is only legal in a big page table; `MappingNowhere` (v3) in both.
+//! 2. Big pages are 64 KiB only (§7.2): no 128 KiB geometry.
+//! 3. Comptag line width (§7.3) comes from [`Chip::comptagline_bits`]: 18 bits on Pascal and
+//!    Volta (55:54 then reserved), 20 bits from Turing. The comptag line is never read as extra
+//!    address bits (UVM's NVSwitch fabric-address overload is not modelled); it is refused with
+//!    a sysmem aperture because it overlaps `ADDRESS_SYS`.
+//! 4. ENCRYPTED (§7.4) is accepted on every v2 chip (it is in the gp100/gv100 headers and UVM's
+//!    Turing hwref); keeping it 0 ("do not use") is the caller's policy.
+//! 5. v2 address widths (§7.5): vidmem and peer PA < 2^37 (`ADDRESS_VID` 32:8), sysmem
+//!    PA < 2^58 (the whole 46-bit `ADDRESS_SYS` field, not the "47/35 bits used" remarks).
+//! 6. v3 PTE PCF (§7.13): all 32 combinations of UNCACHED(bit 0), PRIVILEGE(1), RO(2),
+//!    NO_ATOMIC(3), ACD(4) are encoded and decoded, including ones RM's table lacks.
+//! 7. v3 vidmem addresses (§7.14): PA < 2^40 (UVM `ADDRESS_VID` 39:12; nova review item 21), in
+//!    PTEs and table pointers; peer and sysmem PA < 2^52 (the manual's 51:12 field), since
+//!    fabric peer addresses can be wider.
+//! 8. Large pages (§7.15): by [`Chip::supports_page_size`] — 2 MiB at PD0 everywhere, 512 MiB at
+//!    PD1 on Ampere, Ada, Hopper, Blackwell, 256 GiB at PD2 on both Blackwell families. A large
+//!    PTE's address must be aligned to its page size (encode and decode).
+//! 9. v2 dual-PDE `NO_ATS` (bit 5) lies inside `ADDRESS_BIG` (53:4 / 32:4, PA bit 9). It is
+//!    modelled as an attribute of the small half that can only be set while the big half is
+//!    invalid; with a big table, bit 5 is an address bit and `no_ats` is refused
+//!    ([`FormatError::Conflict`]). UVM only sets NO_ATS in PD1 entries.
+//! 10. v3 sparse encodings: an upper PDE is sparse with PCF `SPARSE_ATS_ALLOWED` (1, raw 0x8,
+//!     the same pattern as nouveau's PTE sparse filler); a dual PDE with `PCF_BIG` = 1 and
+//!     `PCF_SMALL` = 0 (RM sets the PCF only in the big half).
+//! 11. Kinds are not checked against the kind tables: any 8-bit value on v2, any 4-bit value on
+//!     v3.
 
 mod aperture;
 mod bits;

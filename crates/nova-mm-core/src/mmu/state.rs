@@ -89,6 +89,23 @@ pub enum PteState {
     Valid(PteMapping),
 }
 
+impl PteState {
+    /// The mapping, if the PTE is valid.
+    #[must_use]
+    pub const fn mapping(&self) -> Option<&PteMapping> {
+        match self {
+            PteState::Valid(m) => Some(m),
+            _ => None,
+        }
+    }
+
+    /// Whether the PTE is valid (maps a page).
+    #[must_use]
+    pub const fn is_valid(&self) -> bool {
+        matches!(self, PteState::Valid(_))
+    }
+}
+
 /// Attributes of a pointer to a next-level table.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, Default)]
 pub struct PdeAttrs {

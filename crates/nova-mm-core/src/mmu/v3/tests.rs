@@ -444,3 +444,25 @@ fn dual_pde() {
         Err(FormatError::ReservedBits { qword: 1, bits: 1 })
     );
 }
+
+#[test]
+fn raw_views() {
+    // 0xE00F_FFFF_FFFF_F603: peer 7, all-ones address, kind 6, aperture peer, valid.
+    let e = Ver3Pte::from_bits(0xE00F_FFFF_FFFF_F603);
+    assert!(e.valid());
+    assert_eq!(e.aperture(), 1);
+    assert_eq!(e.kind(), 6);
+    assert_eq!(e.pcf(), 0);
+    assert_eq!(e.address(), (1 << 40) - 1);
+    assert_eq!(e.peer_id(), 7);
+    // Dual: big at 0xAB_CDEF_1200 → ADDRESS_BIG = 0xAB_CDEF_12; small PCF 3.
+    let b = Ver3DualPdeBig::from_bits(0xAB_CDEF_120A);
+    assert_eq!(b.address_big(), 0xAB_CDEF_12);
+    assert_eq!(b.pcf_big(), 1);
+    assert_eq!(b.aperture_big(), 1);
+    let s = Ver3DualPdeSmall::from_bits(0xF_0000_0000_001C);
+    assert_eq!(s.aperture_small(), 2);
+    assert_eq!(s.pcf_small(), 3);
+    // PA 0xF_0000_0000_0000 >> 12 = 0xF0_0000_0000
+    assert_eq!(s.address_small(), 0xF0_0000_0000);
+}
