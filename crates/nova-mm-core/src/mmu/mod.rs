@@ -27,8 +27,9 @@
 //!
 //! A dual PD0 entry is two `u64` halves, low qword first (`[u64; 2]`), never a `u128`: the
 //! kernel has no run-time 128-bit support. The big half stores the big page table's address
-//! >> 8 (v2: at 32:4 vidmem / 53:4 sysmem; v3: PA\[51:8\] in place at 51:8), so big tables are
-//! 256 B aligned; the small half stores a 4 KiB-aligned address like an upper PDE.
+//! shifted right by 8 (v2: at 32:4 vidmem / 53:4 sysmem; v3: PA\[51:8\] in place at 51:8),
+//! so big tables are 256 B aligned; the small half stores a 4 KiB-aligned address like an
+//! upper PDE.
 //!
 //! # Decisions where the sources disagree (`mmu-formats.md` §7)
 //!

@@ -557,7 +557,7 @@ fn raw_views_are_little_endian_table_images() {
     let e = Ver2PteVid::from_bits(0x1234_5641);
     assert_eq!(e.as_bytes(), &0x1234_5641u64.to_le_bytes());
     assert!(e.valid() && e.read_only() && !e.vol());
-    assert_eq!(e.address_vid(), 0x1_2345_6);
+    assert_eq!(e.address_vid(), 0x12_3456);
     let table = [0x1234_5641u64, 0x8, 0x20];
     let view = <[Ver2PteVid]>::ref_from_bytes(table.as_bytes()).unwrap();
     assert_eq!(view.len(), 3);

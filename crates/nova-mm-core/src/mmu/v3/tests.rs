@@ -457,7 +457,7 @@ fn raw_views() {
     assert_eq!(e.peer_id(), 7);
     // Dual: big at 0xAB_CDEF_1200 → ADDRESS_BIG = 0xAB_CDEF_12; small PCF 3.
     let b = Ver3DualPdeBig::from_bits(0xAB_CDEF_120A);
-    assert_eq!(b.address_big(), 0xAB_CDEF_12);
+    assert_eq!(b.address_big(), 0xABCD_EF12);
     assert_eq!(b.pcf_big(), 1);
     assert_eq!(b.aperture_big(), 1);
     let s = Ver3DualPdeSmall::from_bits(0xF_0000_0000_001C);
