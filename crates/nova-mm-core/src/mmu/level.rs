@@ -127,6 +127,19 @@ impl LevelInfo {
         }
     }
 
+    /// The alignment a table of this level needs in memory: 256 B for a big page table
+    /// (`ADDRESS_BIG` holds PA >> 8), 4 KiB for every other table, including the 32 B (v2) and
+    /// 16 B (v3) roots, whose instance-block pointer `PAGE_DIR_BASE` holds PA >> 12. RM and UVM
+    /// allocate a whole 4 KiB page for the root and initialise at least 32 B of it, because
+    /// the walk cache fetches 32 B at a time (`mmu-formats.md` §1.1).
+    #[must_use]
+    pub const fn table_align(&self) -> u64 {
+        match self.level {
+            Level::PtBig => 256,
+            _ => 4096,
+        }
+    }
+
     /// The bytes of VA one entry covers (`1 << va_shift`).
     #[must_use]
     pub const fn entry_coverage(&self) -> u64 {
@@ -324,6 +337,8 @@ mod tests {
         );
         assert_eq!(table_bytes(v, Level::Pd3), Ok(32));
         assert_eq!(table_bytes(v, Level::PtBig), Ok(256));
+        assert_eq!(level_info(v, Level::PtBig).unwrap().table_align(), 256);
+        assert_eq!(level_info(v, Level::Pd3).unwrap().table_align(), 4096);
     }
 
     #[test]
