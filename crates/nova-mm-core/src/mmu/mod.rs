@@ -8,6 +8,36 @@
 //! because what is legal depends on the chip, not only on the version (512 MiB PTEs on Ampere
 //! and Ada, 256 GiB only on Blackwell, the comptag line width, NO_ATS from Volta on).
 //!
+//! # Example
+//!
+//! ```
+//! use nova_mm_core::mmu::{
+//!     DualHalf, DualPdeState, Level, MmuFormat, MmuV2, PdeTable, PteAperture, PteMapping,
+//!     PteState, TableAperture,
+//! };
+//! use nova_mm_core::{Chip, PhysAddr, VirtAddr};
+//!
+//! // A read-only 4 KiB page at VRAM 0x1_2345_6000: PA >> 4 | VALID | READ_ONLY.
+//! let mut page = PteMapping::new(PteAperture::Vidmem, PhysAddr::new(0x1_2345_6000));
+//! page.attrs.read_only = true;
+//! let pte = MmuV2::encode_pte(Chip::Turing, Level::PtSmall, &PteState::Valid(page))?;
+//! assert_eq!(pte, 0x1234_5641);
+//! assert_eq!(MmuV2::decode_pte(Chip::Turing, Level::PtSmall, pte)?, PteState::Valid(page));
+//!
+//! // A PD0 entry pointing at a big page table (256 B aligned) and a small one.
+//! let pd0 = DualPdeState::Tables {
+//!     big: DualHalf::Table(PdeTable::new(TableAperture::Vidmem, PhysAddr::new(0x1_0100))),
+//!     small: DualHalf::Table(PdeTable::new(TableAperture::Vidmem, PhysAddr::new(0x2_0000))),
+//! };
+//! assert_eq!(MmuV2::encode_dual_pde(Chip::Turing, &pd0)?, [0x1012, 0x2002]);
+//!
+//! // Where a VA lands.
+//! let va = VirtAddr::new(0x1234_5678_9000);
+//! assert_eq!(MmuV2::level_index(va, Level::Pd0)?, 0xb3);
+//! assert_eq!(MmuV2::table_bytes(Level::PtBig)?, 256);
+//! # Ok::<(), nova_mm_core::mmu::FormatError>(())
+//! ```
+//!
 //! # Decoding policy
 //!
 //! Decoding never panics. It is *strict*: a raw entry decodes to a state only if encoding
@@ -47,7 +77,8 @@
 //!    PA < 2^58 (the whole 46-bit `ADDRESS_SYS` field, not the "47/35 bits used" remarks).
 //! 6. v3 PTE PCF (§7.13): all 32 combinations of UNCACHED(bit 0), PRIVILEGE(1), RO(2),
 //!    NO_ATOMIC(3), ACD(4) are encoded and decoded, including ones RM's table lacks.
-//! 7. v3 vidmem addresses (§7.14): PA < 2^40 (UVM `ADDRESS_VID` 39:12; nova review item 21), in
+//! 7. v3 vidmem addresses (§7.14): PA < 2^40 (`ADDRESS_VID` 39:12 as in UVM's hwref and the
+//!    OGKM gh100 header, which keeps `ADDRESS_SYS`/`ADDRESS_PEER` at 51:12; nova review item 21), in
 //!    PTEs and table pointers; peer and sysmem PA < 2^52 (the manual's 51:12 field), since
 //!    fabric peer addresses can be wider.
 //! 8. Large pages (§7.15): by [`Chip::supports_page_size`] — 2 MiB at PD0 everywhere, 512 MiB at
