@@ -741,9 +741,31 @@ const _: () = {
     assert!(core::mem::size_of::<Ver2DualPdeBigSys>() == 8);
     assert!(core::mem::size_of::<Ver2DualPdeSmallVid>() == 8);
     assert!(core::mem::size_of::<Ver2DualPdeSmallSys>() == 8);
-    // The raw views agree on where the flags are.
+    // Field positions as in the manuals (`NV_MMU_VER2_*`, `mmu-formats.md` §1.2-§1.4).
     assert!(bit(0) == IS_PTE && bit(3) == VOL && bit(5) == NO_ATS);
     assert!(flag(true, 5) == PRIVILEGE);
+    assert!(Ver2PteVid::APERTURE_OFFSET == 1 && Ver2PteVid::VOL_OFFSET == 3);
+    assert!(Ver2PteVid::ENCRYPTED_OFFSET == 4 && Ver2PteVid::PRIVILEGE_OFFSET == 5);
+    assert!(Ver2PteVid::READ_ONLY_OFFSET == 6 && Ver2PteVid::ATOMIC_DISABLE_OFFSET == 7);
+    assert!(Ver2PteVid::ADDRESS_VID_OFFSET == 8 && Ver2PteVid::ADDRESS_VID_BITS == 25);
+    assert!(Ver2PteVid::ADDRESS_VID_PEER_OFFSET == 33);
+    assert!(Ver2PteVid::COMPTAGLINE_OFFSET == 36 && Ver2PteVid::COMPTAGLINE_BITS == 20);
+    assert!(Ver2PteVid::KIND_OFFSET == 56 && Ver2PteSys::KIND_OFFSET == 56);
+    assert!(Ver2PteSys::ADDRESS_SYS_OFFSET == 8 && Ver2PteSys::ADDRESS_SYS_BITS == 46);
+    assert!(Ver2PdeVid::NO_ATS_OFFSET == 5 && Ver2PdeSys::NO_ATS_OFFSET == 5);
+    assert!(Ver2PdeVid::ADDRESS_VID_OFFSET == 8 && Ver2PdeVid::ADDRESS_VID_BITS == 25);
+    assert!(Ver2PdeSys::ADDRESS_SYS_OFFSET == 8 && Ver2PdeSys::ADDRESS_SYS_BITS == 46);
+    // ADDRESS_BIG_{VID,SYS} = 32:4 / 53:4 (PA >> 8), ADDRESS_SMALL = 96:72 / 117:72.
+    assert!(Ver2DualPdeBigVid::ADDRESS_BIG_VID_OFFSET == 4);
+    assert!(Ver2DualPdeBigVid::ADDRESS_BIG_VID_BITS == 29);
+    assert!(Ver2DualPdeBigSys::ADDRESS_BIG_SYS_OFFSET == 4);
+    assert!(Ver2DualPdeBigSys::ADDRESS_BIG_SYS_BITS == 50);
+    assert!(Ver2DualPdeSmallVid::APERTURE_SMALL_OFFSET == 65 - 64);
+    assert!(Ver2DualPdeSmallVid::VOL_SMALL_OFFSET == 67 - 64);
+    assert!(Ver2DualPdeSmallVid::ADDRESS_SMALL_VID_OFFSET == 72 - 64);
+    assert!(Ver2DualPdeSmallVid::ADDRESS_SMALL_VID_BITS == 96 - 72 + 1);
+    assert!(Ver2DualPdeSmallSys::ADDRESS_SMALL_SYS_OFFSET == 72 - 64);
+    assert!(Ver2DualPdeSmallSys::ADDRESS_SMALL_SYS_BITS == 117 - 72 + 1);
 };
 
 #[cfg(test)]
