@@ -14,3 +14,8 @@
 pub mod vram;
 
 pub use vram::{FaultOps, FaultRule, FaultTrigger, MethodCalls, SimVram, SimVramError, VramStats};
+pub mod refmmu;
+
+pub use refmmu::{
+    Access, AccessKind, Aperture, Fault, Level, Mapping, Pdb, PteAttrs, RefMmu, Translation,
+};
