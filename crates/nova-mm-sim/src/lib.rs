@@ -19,3 +19,6 @@ pub mod refmmu;
 pub use refmmu::{
     Access, AccessKind, Aperture, Fault, Level, Mapping, Pdb, PteAttrs, RefMmu, Translation,
 };
+pub mod tlb;
+
+pub use tlb::{InvalidateRecord, SimTlb, TlbPath, TlbStats};

@@ -1029,4 +1029,4 @@ impl Mapping {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

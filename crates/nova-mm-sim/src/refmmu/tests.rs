@@ -5,17 +5,17 @@ use proptest::prelude::*;
 
 use super::*;
 
-const MIB: u64 = 1 << 20;
+pub(crate) const MIB: u64 = 1 << 20;
 
-fn vram() -> SimVram {
+pub(crate) fn vram() -> SimVram {
     SimVram::new(64 * MIB).unwrap()
 }
 
-fn w(v: &mut SimVram, addr: u64, val: u64) {
+pub(crate) fn w(v: &mut SimVram, addr: u64, val: u64) {
     assert!(v.poke64(addr, val), "poke {addr:#x}");
 }
 
-fn va(a: u64) -> VirtAddr {
+pub(crate) fn va(a: u64) -> VirtAddr {
     VirtAddr::new(a)
 }
 
@@ -24,23 +24,23 @@ fn va(a: u64) -> VirtAddr {
 
 /// v2 upper PDE / dual-PDE small half to a vidmem table (§1.2): APERTURE 2:1 = 1 (video),
 /// ADDRESS_VID 32:8 = PA >> 12, i.e. entry = (PA >> 4) | (1 << 1).
-fn v2_pde(pa: u64) -> u64 {
+pub(crate) fn v2_pde(pa: u64) -> u64 {
     (pa >> 4) | 0b010
 }
 /// v2 dual-PDE big half to a vidmem big PT (§1.3): ADDRESS_BIG 32:4 = PA >> 8, APERTURE_BIG 2:1.
-fn v2_big(pa: u64) -> u64 {
+pub(crate) fn v2_big(pa: u64) -> u64 {
     (pa >> 4) | 0b010
 }
 /// v2 valid vidmem PTE (§1.4): VALID 0, APERTURE 0, ADDRESS_VID 32:8 = PA >> 12.
-fn v2_pte(pa: u64) -> u64 {
+pub(crate) fn v2_pte(pa: u64) -> u64 {
     (pa >> 4) | 1
 }
 /// v3 PDE to a vidmem table (§2.2): APERTURE 2:1 = 1, ADDRESS 51:12 in place.
-fn v3_pde(pa: u64) -> u64 {
+pub(crate) fn v3_pde(pa: u64) -> u64 {
     pa | 0b010
 }
 /// v3 valid vidmem PTE (§2.3): VALID 0, APERTURE 0, PCF 0 (RW, atomic, cached, ACE).
-fn v3_pte(pa: u64) -> u64 {
+pub(crate) fn v3_pte(pa: u64) -> u64 {
     pa | 1
 }
 
@@ -63,19 +63,19 @@ fn encoders_known_answers() {
 // Tree builders. Fixed table addresses: PD4/PD3 root at 0x1000, then 0x2000, 0x3000, 0x4000,
 // PD0 at 0x8000, big PT at 0x9100, small PT at 0xA000.
 
-const ROOT: u64 = 0x1000;
-const PD0: u64 = 0x8000;
-const BIG: u64 = 0x9100;
-const SMALL: u64 = 0xA000;
+pub(crate) const ROOT: u64 = 0x1000;
+pub(crate) const PD0: u64 = 0x8000;
+pub(crate) const BIG: u64 = 0x9100;
+pub(crate) const SMALL: u64 = 0xA000;
 
 /// Index of `va` at a level: `(va >> shift) & (entries - 1)`, from the level tables.
-fn idx(va: u64, shift: u32, bits: u32) -> u64 {
+pub(crate) fn idx(va: u64, shift: u32, bits: u32) -> u64 {
     (va >> shift) & ((1 << bits) - 1)
 }
 
 /// v2: PD3 (48:47) -> PD2 at 0x2000 (46:38) -> PD1 at 0x3000 (37:29) -> PD0 at 0x8000.
 /// Returns the PD0 entry address for `va`.
-fn v2_link(v: &mut SimVram, a: u64) -> u64 {
+pub(crate) fn v2_link(v: &mut SimVram, a: u64) -> u64 {
     w(v, ROOT + idx(a, 47, 2) * 8, v2_pde(0x2000));
     w(v, 0x2000 + idx(a, 38, 9) * 8, v2_pde(0x3000));
     w(v, 0x3000 + idx(a, 29, 9) * 8, v2_pde(PD0));
@@ -84,7 +84,7 @@ fn v2_link(v: &mut SimVram, a: u64) -> u64 {
 
 /// v3: PD4 (56) -> PD3 at 0x2000 (55:47) -> PD2 at 0x3000 (46:38) -> PD1 at 0x4000 (37:29) ->
 /// PD0 at 0x8000.
-fn v3_link(v: &mut SimVram, a: u64) -> u64 {
+pub(crate) fn v3_link(v: &mut SimVram, a: u64) -> u64 {
     w(v, ROOT + idx(a, 56, 1) * 8, v3_pde(0x2000));
     w(v, 0x2000 + idx(a, 47, 9) * 8, v3_pde(0x3000));
     w(v, 0x3000 + idx(a, 38, 9) * 8, v3_pde(0x4000));
@@ -92,15 +92,15 @@ fn v3_link(v: &mut SimVram, a: u64) -> u64 {
     PD0 + idx(a, 21, 8) * 16
 }
 
-fn big_slot(a: u64) -> u64 {
+pub(crate) fn big_slot(a: u64) -> u64 {
     BIG + idx(a, 16, 5) * 8
 }
-fn small_slot(a: u64) -> u64 {
+pub(crate) fn small_slot(a: u64) -> u64 {
     SMALL + idx(a, 12, 9) * 8
 }
 
 /// A dual PD0 pointing at both page tables (vidmem).
-fn dual(v: &mut SimVram, pd0e: u64, version: MmuVersion) {
+pub(crate) fn dual(v: &mut SimVram, pd0e: u64, version: MmuVersion) {
     match version {
         MmuVersion::V2 => {
             w(v, pd0e, v2_big(BIG));
@@ -114,7 +114,7 @@ fn dual(v: &mut SimVram, pd0e: u64, version: MmuVersion) {
     }
 }
 
-fn pdb() -> Pdb {
+pub(crate) fn pdb() -> Pdb {
     Pdb::vidmem(ROOT)
 }
 
@@ -124,9 +124,10 @@ fn tr(chip: Chip, v: &SimVram, a: u64, acc: Access) -> Result<Translation, Fault
 
 // A VA with non-zero indices at every level of both versions:
 // v2: bits 48:47 = 1, 46:38 = 0x0AB, 37:29 = 0x1CD, 28:21 = 0x5E, 20:16 = 0x13, 20:12 = 0x13A.
-const VA2: u64 = (1 << 47) | (0xAB << 38) | (0x1CD << 29) | (0x5E << 21) | (0x13A << 12) | 0xABC;
+pub(crate) const VA2: u64 =
+    (1 << 47) | (0xAB << 38) | (0x1CD << 29) | (0x5E << 21) | (0x13A << 12) | 0xABC;
 // v3 adds bit 56 and uses 55:47 = 0x101.
-const VA3: u64 =
+pub(crate) const VA3: u64 =
     (1 << 56) | (0x101 << 47) | (0xAB << 38) | (0x1CD << 29) | (0x5E << 21) | (0x13A << 12) | 0xABC;
 
 // ---------------------------------------------------------------------------------------------
