@@ -22,3 +22,6 @@ pub use refmmu::{
 pub mod tlb;
 
 pub use tlb::{InvalidateRecord, SimTlb, TlbPath, TlbStats};
+pub mod gpu;
+
+pub use gpu::{Bar, BarAccesses, BarError, SimGpu};
