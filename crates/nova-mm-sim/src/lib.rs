@@ -17,7 +17,8 @@ pub use vram::{FaultOps, FaultRule, FaultTrigger, MethodCalls, SimVram, SimVramE
 pub mod refmmu;
 
 pub use refmmu::{
-    Access, AccessKind, Aperture, Fault, Level, Mapping, Pdb, PteAttrs, RefMmu, Translation,
+    Access, AccessEntries, AccessKind, Aperture, EntrySource, Fault, Level, Mapping, Pdb, PteAttrs,
+    RefMmu, Translation, VramEntries, Walk, WalkStep,
 };
 pub mod tlb;
 

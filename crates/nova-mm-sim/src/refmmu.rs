@@ -30,7 +30,9 @@
 //!   VRAM faults as [`Fault::TableOutsideVram`]; a table in system memory cannot be followed by
 //!   the simulator and faults as [`Fault::PageTableInSysmem`].
 
-use nova_mm_core::{Chip, MmuVersion, PageSize, PdbAperture, PhysAddr, VirtAddr, VramAddress};
+use nova_mm_core::{
+    Chip, MmuVersion, PageSize, PdbAperture, PhysAddr, VirtAddr, VramAccess, VramAddress,
+};
 
 use crate::vram::SimVram;
 
@@ -422,6 +424,25 @@ impl EntrySource for VramEntries<'_> {
         let lo = self.0.peek64(addr)?;
         if level == Level::Pd0 {
             let hi = self.0.peek64(addr.checked_add(8)?)?;
+            Some([lo, hi])
+        } else {
+            Some([lo, 0])
+        }
+    }
+}
+
+/// [`EntrySource`] over any [`VramAccess`] backend (e.g. real VRAM through PRAMIN), so the
+/// reference MMU can check tables a driver wrote on hardware. Reads go through the backend's
+/// counted path; any read error (out of range, misaligned, backend failure) ends the walk as
+/// [`Fault::TableOutsideVram`].
+#[derive(Debug)]
+pub struct AccessEntries<'a, V: VramAccess + ?Sized>(pub &'a mut V);
+
+impl<V: VramAccess + ?Sized> EntrySource for AccessEntries<'_, V> {
+    fn read_entry(&mut self, level: Level, _va: u64, addr: u64) -> Option<[u64; 2]> {
+        let lo = self.0.read64(VramAddress::new(addr)).ok()?;
+        if level == Level::Pd0 {
+            let hi = self.0.read64(VramAddress::new(addr.checked_add(8)?)).ok()?;
             Some([lo, hi])
         } else {
             Some([lo, 0])

@@ -920,6 +920,32 @@ fn walk_records_steps() {
     assert!(!walk.steps[6].followed);
 }
 
+#[test]
+fn walk_over_any_vram_access_backend() {
+    let mut v = vram();
+    let e = v3_link(&mut v, VA3);
+    dual(&mut v, e, MmuVersion::V3);
+    w(&mut v, small_slot(VA3), v3_pte(0x12_3000));
+    let direct = RefMmu::new(Chip::Hopper).walk(&v, pdb(), va(VA3));
+    let via_trait = RefMmu::new(Chip::Hopper)
+        .walk_with(&mut AccessEntries(&mut v), pdb(), va(VA3))
+        .result;
+    assert_eq!(direct, via_trait);
+    // 5 directory reads (PD0 is two 64-bit reads) + big PTE + small PTE, all counted.
+    assert_eq!(v.stats().reads, 4 + 2 + 1 + 1);
+    // A backend error ends the walk cleanly.
+    v.set_fault(Some(crate::FaultRule::after(0)));
+    assert_eq!(
+        RefMmu::new(Chip::Hopper)
+            .walk_with(&mut AccessEntries(&mut v), pdb(), va(VA3))
+            .result,
+        Err(Fault::TableOutsideVram {
+            level: Level::Pd4,
+            addr: ROOT + 8
+        })
+    );
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(256))]
 
