@@ -11,18 +11,18 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod gpu;
+pub mod refmmu;
+pub mod tlb;
 pub mod vram;
 
-pub use vram::{FaultOps, FaultRule, FaultTrigger, MethodCalls, SimVram, SimVramError, VramStats};
-pub mod refmmu;
-
+pub use gpu::{Bar, BarAccesses, BarError, SimGpu};
 pub use refmmu::{
     Access, AccessEntries, AccessKind, Aperture, EntrySource, Fault, Level, Mapping, Pdb, PteAttrs,
     RefMmu, Translation, VramEntries, Walk, WalkStep,
 };
-pub mod tlb;
-
 pub use tlb::{InvalidateRecord, SimTlb, TlbPath, TlbStats};
-pub mod gpu;
-
-pub use gpu::{Bar, BarAccesses, BarError, SimGpu};
+pub use vram::{
+    FaultOps, FaultRule, FaultTrigger, MethodCalls, SimVram, SimVramError, VramStats, EIO,
+    MAX_SIM_VRAM_BYTES, SIM_PAGE_BYTES,
+};
