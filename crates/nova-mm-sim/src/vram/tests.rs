@@ -276,8 +276,12 @@ proptest! {
 
     /// Random writes match a byte-level HashMap model; out-of-range writes change nothing.
     #[test]
-    fn matches_hashmap_model(ops in proptest::collection::vec(op(), 1..40)) {
+    fn matches_hashmap_model(ops in proptest::collection::vec(op(), 1..40), slow in any::<bool>()) {
         let mut v = SimVram::new(MODEL_SIZE).unwrap();
+        if slow {
+            // A rule that never fires forces the word-by-word paths.
+            v.add_fault(FaultRule::nth(0));
+        }
         let mut model: HashMap<u64, u8> = HashMap::new();
         let put = |model: &mut HashMap<u64, u8>, a: u64, bytes: &[u8]| {
             for (i, b) in bytes.iter().enumerate() {
