@@ -325,3 +325,231 @@ proptest! {
         }
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// State machine: word accesses with fault-injection rules against a plain model.
+
+mod state_machine {
+    use proptest::prelude::*;
+    use proptest_state_machine::{prop_state_machine, ReferenceStateMachine, StateMachineTest};
+
+    use super::super::*;
+
+    const SIZE: u64 = 4 * 4096;
+
+    #[derive(Clone, Debug)]
+    pub enum SmOp {
+        W32(u64, u32),
+        W64(u64, u64),
+        Bulk(u64, Vec<u64>),
+        Fill(u64, u64, u64),
+        R64(u64),
+        ReadBulk(u64, usize),
+        AddRule(FaultRule),
+        Clear,
+    }
+
+    #[derive(Clone, Debug)]
+    pub struct Model {
+        mem: Vec<u8>,
+        rules: Vec<(FaultRule, u64)>,
+        /// The outcome the last transition must have: the words read (empty for writes) or
+        /// the error.
+        last: Result<Vec<u64>, VramError>,
+    }
+
+    impl Model {
+        /// One word access through the rules: every matching rule counts it; the first that
+        /// fires gives the error.
+        fn word(&mut self, addr: u64, len: u64, write: bool) -> Result<(), VramError> {
+            let mut err = None;
+            for (rule, seen) in &mut self.rules {
+                let matches = match rule.ops {
+                    FaultOps::Reads => !write,
+                    FaultOps::Writes => write,
+                    FaultOps::Both => true,
+                };
+                if !matches {
+                    continue;
+                }
+                let fires = match rule.trigger {
+                    FaultTrigger::Nth(n) => {
+                        *seen += 1;
+                        *seen == n
+                    }
+                    FaultTrigger::AfterN(n) => {
+                        *seen += 1;
+                        *seen > n
+                    }
+                    FaultTrigger::Range { start, end } => addr < end && start < addr + len,
+                };
+                if fires && err.is_none() {
+                    err = Some(VramError::Backend(rule.code));
+                }
+            }
+            err.map_or(Ok(()), Err)
+        }
+
+        fn put(&mut self, addr: u64, bytes: &[u8]) {
+            self.mem[addr as usize..addr as usize + bytes.len()].copy_from_slice(bytes);
+        }
+
+        fn get64(&self, addr: u64) -> u64 {
+            let mut b = [0u8; 8];
+            b.copy_from_slice(&self.mem[addr as usize..addr as usize + 8]);
+            u64::from_le_bytes(b)
+        }
+
+        fn range(addr: u64, len: u64) -> Result<(), VramError> {
+            if addr + len <= SIZE {
+                Ok(())
+            } else {
+                Err(VramError::OutOfRange {
+                    addr: VramAddress::new(addr),
+                    len,
+                })
+            }
+        }
+
+        fn writes(&mut self, addr: u64, words: &[u64]) -> Result<Vec<u64>, VramError> {
+            Self::range(addr, words.len() as u64 * 8)?;
+            for (i, w) in words.iter().enumerate() {
+                let a = addr + i as u64 * 8;
+                self.word(a, 8, true)?;
+                self.put(a, &w.to_le_bytes());
+            }
+            Ok(vec![])
+        }
+
+        fn reads(&mut self, addr: u64, n: usize) -> Result<Vec<u64>, VramError> {
+            Self::range(addr, n as u64 * 8)?;
+            let mut out = vec![];
+            for i in 0..n as u64 {
+                self.word(addr + i * 8, 8, false)?;
+                out.push(self.get64(addr + i * 8));
+            }
+            Ok(out)
+        }
+    }
+
+    fn rule() -> impl Strategy<Value = FaultRule> {
+        let trigger = prop_oneof![
+            (0u64..8).prop_map(FaultTrigger::Nth),
+            (0u64..8).prop_map(FaultTrigger::AfterN),
+            (0..SIZE, 1u64..64).prop_map(|(s, l)| FaultTrigger::Range {
+                start: s,
+                end: s + l
+            }),
+        ];
+        let ops = prop_oneof![
+            Just(FaultOps::Reads),
+            Just(FaultOps::Writes),
+            Just(FaultOps::Both)
+        ];
+        (trigger, ops, -20i32..-1).prop_map(|(trigger, ops, code)| FaultRule { trigger, ops, code })
+    }
+
+    pub struct Reference;
+
+    impl ReferenceStateMachine for Reference {
+        type State = Model;
+        type Transition = SmOp;
+
+        fn init_state() -> BoxedStrategy<Model> {
+            Just(Model {
+                mem: vec![0; SIZE as usize],
+                rules: vec![],
+                last: Ok(vec![]),
+            })
+            .boxed()
+        }
+
+        fn transitions(_: &Model) -> BoxedStrategy<SmOp> {
+            let a8 = (0..SIZE / 8 + 2).prop_map(|w| w * 8);
+            prop_oneof![
+                (0..SIZE / 4 + 2, any::<u32>()).prop_map(|(w, v)| SmOp::W32(w * 4, v)),
+                (a8.clone(), any::<u64>()).prop_map(|(a, v)| SmOp::W64(a, v)),
+                (a8.clone(), proptest::collection::vec(any::<u64>(), 0..12))
+                    .prop_map(|(a, v)| SmOp::Bulk(a, v)),
+                (a8.clone(), any::<u64>(), 0u64..12).prop_map(|(a, v, n)| SmOp::Fill(a, v, n)),
+                a8.clone().prop_map(SmOp::R64),
+                (a8, 0usize..12).prop_map(|(a, n)| SmOp::ReadBulk(a, n)),
+                rule().prop_map(SmOp::AddRule),
+                Just(SmOp::Clear),
+            ]
+            .boxed()
+        }
+
+        fn apply(mut s: Model, t: &SmOp) -> Model {
+            s.last = match t {
+                SmOp::W32(a, v) => Model::range(*a, 4).and_then(|()| {
+                    s.word(*a, 4, true)?;
+                    s.put(*a, &v.to_le_bytes());
+                    Ok(vec![])
+                }),
+                SmOp::W64(a, v) => s.writes(*a, &[*v]),
+                SmOp::Bulk(a, ws) => s.writes(*a, ws),
+                SmOp::Fill(a, v, n) => s.writes(*a, &vec![*v; *n as usize]),
+                SmOp::R64(a) => s.reads(*a, 1),
+                SmOp::ReadBulk(a, n) => s.reads(*a, *n),
+                SmOp::AddRule(r) => {
+                    s.rules.push((*r, 0));
+                    Ok(vec![])
+                }
+                SmOp::Clear => {
+                    s.rules.clear();
+                    Ok(vec![])
+                }
+            };
+            s
+        }
+    }
+
+    pub struct Sut;
+
+    impl StateMachineTest for Sut {
+        type SystemUnderTest = SimVram;
+        type Reference = Reference;
+
+        fn init_test(_: &Model) -> SimVram {
+            SimVram::new(SIZE).unwrap()
+        }
+
+        fn apply(mut v: SimVram, model: &Model, t: SmOp) -> SimVram {
+            let at = VramAddress::new;
+            let got: Result<Vec<u64>, VramError> = match t {
+                SmOp::W32(a, x) => v.write32(at(a), x).map(|()| vec![]),
+                SmOp::W64(a, x) => v.write64(at(a), x).map(|()| vec![]),
+                SmOp::Bulk(a, ws) => v.write_u64s(at(a), &ws).map(|()| vec![]),
+                SmOp::Fill(a, x, n) => v.fill_u64(at(a), x, n).map(|()| vec![]),
+                SmOp::R64(a) => v.read64(at(a)).map(|x| vec![x]),
+                SmOp::ReadBulk(a, n) => {
+                    let mut out = vec![0; n];
+                    v.read_u64s(at(a), &mut out).map(|()| out)
+                }
+                SmOp::AddRule(r) => {
+                    v.add_fault(r);
+                    Ok(vec![])
+                }
+                SmOp::Clear => {
+                    v.clear_faults();
+                    Ok(vec![])
+                }
+            };
+            assert_eq!(got, model.last);
+            v
+        }
+
+        fn check_invariants(v: &SimVram, model: &Model) {
+            let mut all = vec![0u8; SIZE as usize];
+            assert!(v.peek_bytes(0, &mut all));
+            assert_eq!(all, model.mem);
+        }
+    }
+
+    prop_state_machine! {
+        #![proptest_config(ProptestConfig::with_cases(128))]
+        #[test]
+        fn vram_with_fault_rules_matches_model(sequential 1..40 => Sut);
+    }
+}
