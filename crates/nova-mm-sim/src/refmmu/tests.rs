@@ -921,6 +921,64 @@ fn walk_records_steps() {
 }
 
 #[test]
+fn level_geometry() {
+    // v2: 2 + 9 + 9 + 8 + 9 index bits + 12 offset bits = 49; v3: 1 + 9 more = 57.
+    for ver in [MmuVersion::V2, MmuVersion::V3] {
+        let dirs: u32 = Level::directories(ver)
+            .iter()
+            .map(|l| l.index_bits(ver))
+            .sum();
+        assert_eq!(dirs + Level::SmallPt.index_bits(ver) + 12, ver.va_bits());
+        assert_eq!(Level::BigPt.index_bits(ver) + 16, 21);
+    }
+    assert_eq!(Level::Pd0.entry_bytes(), 16);
+    assert_eq!(Level::Pd3.index(MmuVersion::V2, VA2), 1);
+    assert_eq!(Level::Pd3.index(MmuVersion::V3, VA3), 0x101);
+    assert_eq!(Level::Pd4.index(MmuVersion::V3, VA3), 1);
+}
+
+#[test]
+fn v2_big_half_bit5_is_address_not_no_ats() {
+    // NO_ATS (bit 5) lies inside ADDRESS_BIG (32:4). q0 = 0x912 | 0x20 = 0x932: bits 32:4 =
+    // 0x93, so the big PT is at 0x93 << 8 = 0x9300.
+    let mut v = vram();
+    let e = v2_link(&mut v, VA2);
+    w(&mut v, e, 0x932);
+    w(&mut v, 0x9300 + 0x13 * 8, 0x4001);
+    let t = tr(Chip::Turing, &v, VA2, Access::READ).unwrap();
+    assert_eq!(t.mapping.pte_addr, VramAddress::new(0x9300 + 0x13 * 8));
+}
+
+#[test]
+fn v2_sysmem_pointer_reserved_bits() {
+    // Sys PDE (APERTURE 2 -> 0x4) with bit 54 set (above ADDRESS_SYS 53:8): reserved.
+    let mut v = vram();
+    w(&mut v, ROOT + 8, (1 << 54) | 0x4);
+    assert!(matches!(
+        tr(Chip::Turing, &v, VA2, Access::READ),
+        Err(Fault::ReservedBits {
+            level: Level::Pd3,
+            ..
+        })
+    ));
+    // Bit 53 is still address: a plain sysmem table.
+    w(&mut v, ROOT + 8, (1 << 53) | 0x4);
+    assert_eq!(
+        tr(Chip::Turing, &v, VA2, Access::READ),
+        Err(Fault::PageTableInSysmem { level: Level::Pd2 })
+    );
+    // A vidmem PDE with bit 36 (sysmem-only address bits): reserved.
+    w(&mut v, ROOT + 8, (1 << 36) | v2_pde(0x2000));
+    assert!(matches!(
+        tr(Chip::Turing, &v, VA2, Access::READ),
+        Err(Fault::ReservedBits {
+            level: Level::Pd3,
+            ..
+        })
+    ));
+}
+
+#[test]
 fn walk_over_any_vram_access_backend() {
     let mut v = vram();
     let e = v3_link(&mut v, VA3);
