@@ -280,7 +280,7 @@ impl SimVram {
                 }
                 FaultTrigger::Range { start, end } => {
                     let last = addr.saturating_add(len);
-                    addr < end && start < last
+                    len > 0 && addr < end && start < last
                 }
             };
             if fire && fired.is_none() {
