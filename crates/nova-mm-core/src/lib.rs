@@ -41,6 +41,7 @@ extern crate alloc;
 pub mod addr;
 pub mod chip;
 pub mod tlb;
+pub mod va_alloc;
 pub mod vram;
 
 pub use addr::{PageSize, Pfn, PhysAddr, VirtAddr, VramAddress};
@@ -49,4 +50,5 @@ pub use tlb::{
     AckMode, CacheLevel, InvalidateRequest, PdbAperture, PdbTarget, TlbError, TlbInvalidate,
     VaScope,
 };
+pub use va_alloc::{VaAllocator, VaError, VaRange};
 pub use vram::{VramAccess, VramError};
