@@ -430,6 +430,16 @@ mod tests {
         assert_eq!(js(&MmuJson::from(MmuVersion::V2)), r#""v2""#);
     }
 
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(256))]
+        #[test]
+        fn hex_round_trips(v: u64) {
+            let s = js(&Hex(v));
+            proptest::prop_assert_eq!(&s, &format!("\"{v:#x}\""));
+            proptest::prop_assert_eq!(serde_json::from_str::<Hex>(&s).unwrap(), Hex(v));
+        }
+    }
+
     #[test]
     fn hex_parsing_is_strict() {
         assert_eq!(serde_json::from_str::<Hex>(r#""0x1f""#).unwrap(), Hex(0x1f));

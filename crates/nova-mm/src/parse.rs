@@ -173,6 +173,22 @@ mod tests {
         );
     }
 
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(256))]
+        #[test]
+        fn hex_and_decimal_round_trip(v: u64) {
+            proptest::prop_assert_eq!(parse_u64(&format!("{v:#x}")), Ok(v));
+            proptest::prop_assert_eq!(parse_u64(&format!("{v:#X}").replacen("0X", "0x", 1)), Ok(v));
+            proptest::prop_assert_eq!(parse_u64(&v.to_string()), Ok(v));
+        }
+
+        #[test]
+        fn never_panics(s in "\\PC{0,24}") {
+            let _ = parse_u64(&s);
+            let _ = s.parse::<PciAddress>();
+        }
+    }
+
     #[test]
     fn chips() {
         assert_eq!(parse_chip("hopper"), Ok(Chip::Hopper));
