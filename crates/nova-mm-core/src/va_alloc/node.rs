@@ -21,6 +21,9 @@ pub struct VaNode {
     pub(super) max_end: u64,
     /// Largest free gap between two reservations of this subtree (0 if it has one).
     pub(super) max_gap: u64,
+    /// For each alignment class `k` of [`CLASS_SHIFTS`](super::tree::CLASS_SHIFTS): the most
+    /// room after the first `2^k`-aligned start of any such gap.
+    pub(super) max_room: [u64; super::tree::CLASSES],
     /// Left child (or the next free slot while the node is on the free list).
     pub(super) left: u32,
     /// Right child.
@@ -37,6 +40,7 @@ impl VaNode {
         min_start: 0,
         max_end: 0,
         max_gap: 0,
+        max_room: [0; super::tree::CLASSES],
         left: u32::MAX,
         right: u32::MAX,
         level: 0,

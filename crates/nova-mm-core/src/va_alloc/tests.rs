@@ -8,7 +8,7 @@ use proptest::prelude::*;
 use proptest_state_machine::{prop_state_machine, ReferenceStateMachine, StateMachineTest};
 
 use super::node::VaNode;
-use super::tree::NIL;
+use super::tree::{CLASS_SHIFTS, NIL, VISITS};
 use super::*;
 
 const G: u64 = 0x1000;
@@ -114,6 +114,7 @@ fn check<S: NodeStore>(a: &VaAllocator<S>) {
         Some((min_start, max_end, gap))
     }
     walk(nodes, a.root, &mut seen, &mut ranges, 0);
+    check_rooms(nodes, a.root);
     assert_eq!(ranges.len(), a.count);
     for w in ranges.windows(2) {
         assert!(w[0].1 <= w[1].0, "sorted and disjoint");
@@ -140,6 +141,67 @@ fn check<S: NodeStore>(a: &VaAllocator<S>) {
     // The iterator and the queries agree with the walk.
     let it: Vec<(u64, u64)> = a.iter().map(|x| (x.start().raw(), x.end().raw())).collect();
     assert_eq!(it, ranges);
+}
+
+/// Recomputes every node's per-class room from its subtree's ranges, with u128 arithmetic.
+fn check_rooms(nodes: &[VaNode], t: u32) -> Vec<(u64, u64)> {
+    if t == NIL {
+        return Vec::new();
+    }
+    let n = nodes[t as usize];
+    let mut ranges = check_rooms(nodes, n.left);
+    ranges.push((n.start, n.end));
+    ranges.extend(check_rooms(nodes, n.right));
+    for (c, &k) in CLASS_SHIFTS.iter().enumerate() {
+        let a = 1u128 << k;
+        let want = ranges
+            .windows(2)
+            .map(|w| {
+                let first = u128::from(w[0].1).div_ceil(a) * a;
+                u128::from(w[1].0).saturating_sub(first) as u64
+            })
+            .max()
+            .unwrap_or(0);
+        assert_eq!(n.max_room[c], want, "room of class {k} at node {t}");
+    }
+    ranges
+}
+
+fn visits_of<T>(f: impl FnOnce() -> T) -> (T, u64) {
+    VISITS.with(|v| v.set(0));
+    let out = f();
+    (out, VISITS.with(|v| v.get()))
+}
+
+#[test]
+fn page_size_alignments_skip_near_misses_in_log_time() {
+    // 4096 blocks of 64 KiB, each with one free 8 KiB gap at +4 KiB: every gap is long enough for
+    // 8 KiB but none holds a 64 KiB- (or 32 KiB-) aligned start.
+    let n = 4096u64;
+    let b = 0x1_0000u64;
+    let mut a = small(2 * n as usize + 8);
+    a = VaAllocator::new(a.into_store(), va(0), va((n + 1) * b), G).unwrap();
+    for i in 0..n {
+        a.reserve(r(i * b, G)).unwrap();
+        a.reserve(r(i * b + 3 * G, b - 3 * G)).unwrap();
+    }
+    check(&a);
+    // 64 KiB is an alignment class: the search is exact and logarithmic.
+    let (got, visits) = visits_of(|| a.alloc(2 * G, b));
+    assert_eq!(got.unwrap(), r(n * b, 2 * G));
+    let height_bound = 2 * (64 - (2 * n + 1).leading_zeros()) as u64; // 2 log2(n + 1)
+    assert!(visits <= 2 * height_bound + 2, "{visits} nodes entered");
+    a.free(r(n * b, 2 * G)).unwrap();
+    // 32 KiB is not a class: the answer is the same (exact first fit), but every near-miss gap
+    // is visited, which is the O((1 + m) log n) bound the module documents.
+    let (got, visits) = visits_of(|| a.alloc(2 * G, b / 2));
+    assert_eq!(got.unwrap(), r(n * b, 2 * G));
+    assert!(visits >= n, "{visits} nodes entered");
+    // With the granularity as alignment, the first gap is taken right away.
+    let (got, visits) = visits_of(|| a.alloc(2 * G, G));
+    assert_eq!(got.unwrap(), r(G, 2 * G));
+    assert!(visits <= 2 * height_bound + 2, "{visits} nodes entered");
+    check(&a);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -630,14 +692,39 @@ impl ReferenceStateMachine for VaRef {
     type Transition = Op;
 
     fn init_state() -> BoxedStrategy<Model> {
-        (spaces(), prop_oneof![Just(4usize), Just(12), Just(64)])
-            .prop_map(|((base, limit), cap)| Model {
-                base,
-                limit,
-                gran: G,
-                cap,
-                ranges: Vec::new(),
-                last: None,
+        // Prefilled with up to 40 reservations (gap, size in pages), so the trees are deep
+        // enough to have gaps inside subtrees from the first step.
+        let prefill = proptest::collection::vec((0u64..6, 1u64..5), 0..40);
+        (
+            spaces(),
+            prop_oneof![Just(4usize), Just(12), Just(64)],
+            prefill,
+        )
+            .prop_map(|((base, limit), cap, prefill)| {
+                let mut ranges = Vec::new();
+                let mut at = base;
+                for (gap, size) in prefill {
+                    let Some((s, e)) = at
+                        .checked_add(gap * G)
+                        .and_then(|s| Some((s, s.checked_add(size * G)?)))
+                        .filter(|&(_, e)| e <= limit)
+                    else {
+                        break;
+                    };
+                    if ranges.len() == cap {
+                        break;
+                    }
+                    ranges.push((s, e));
+                    at = e;
+                }
+                Model {
+                    base,
+                    limit,
+                    gran: G,
+                    cap,
+                    ranges,
+                    last: None,
+                }
             })
             .boxed()
     }
@@ -654,6 +741,7 @@ impl ReferenceStateMachine for VaRef {
         ];
         let align = prop_oneof![
             4 => (0u32..5).prop_map(|s| G << s),
+            3 => prop_oneof![Just(0x8000u64), Just(0x1_0000), Just(0x2_0000)],
             1 => Just(1u64),
             1 => Just(0u64),
             1 => Just(3 * G),
@@ -736,7 +824,7 @@ impl StateMachineTest for VaSut {
     type Reference = VaRef;
 
     fn init_test(m: &Model) -> Self::SystemUnderTest {
-        VaAllocator::new(
+        let mut a = VaAllocator::new(
             CappedVec {
                 v: Vec::new(),
                 cap: m.cap,
@@ -745,7 +833,11 @@ impl StateMachineTest for VaSut {
             va(m.limit),
             m.gran,
         )
-        .unwrap()
+        .unwrap();
+        for &(s, e) in &m.ranges {
+            a.reserve(r(s, e - s)).unwrap();
+        }
+        a
     }
 
     fn apply(mut a: Self::SystemUnderTest, m: &Model, op: Op) -> Self::SystemUnderTest {

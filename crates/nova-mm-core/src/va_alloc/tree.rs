@@ -7,16 +7,57 @@
 //! (not on its neighbours), so a rotation recomputes them from the two children alone; the gaps at
 //! a subtree's edges are supplied by the caller of the search, who knows the neighbours.
 //!
+//! The largest gap alone makes the search exact only when any long-enough gap fits; with an
+//! alignment a gap can be long enough and still hold no aligned start. So each node also keeps,
+//! for a few alignment classes (the GPU's large page sizes, [`CLASS_SHIFTS`]), the largest
+//! *room* of its gaps: `gap_end - align_up(gap_start, 2^k)`. A request aligned to `2^k` fits a
+//! gap exactly when the room is at least its size, so for those alignments (and for alignments up
+//! to the granularity, where every long-enough gap fits) no subtree without a fit is entered. For
+//! another alignment `2^j`, the room of the largest class `k <= j` (or the gap length) is still a
+//! necessary condition and prunes most subtrees.
+//!
 //! AA trees keep every path at most `2 log2(n + 1)` nodes long, so the recursion here is at most
 //! 64 frames deep for the largest possible tree (`u32` indices).
 //!
 //! Every accessor tolerates an out-of-range index by treating it as the empty tree: the tree code
 //! never creates one, and this keeps the module free of panics without `unwrap`.
 
+#[cfg(test)]
+extern crate std;
+
 use super::node::VaNode;
 
 /// "No node".
 pub(super) const NIL: u32 = u32::MAX;
+
+/// The alignment classes whose room each subtree tracks: 64 KiB, 2 MiB, 512 MiB and 256 GiB,
+/// the big page sizes a VA range for the GPU MMU is aligned to.
+pub(super) const CLASS_SHIFTS: [u32; CLASSES] = [16, 21, 29, 38];
+/// Number of alignment classes.
+pub(super) const CLASSES: usize = 4;
+
+/// Room of the free gap `[s, e)` for each class: `e - align_up(s, 2^k)`, 0 if none.
+fn rooms(s: u64, e: u64) -> [u64; CLASSES] {
+    CLASS_SHIFTS.map(|k| {
+        align_up(s, 1u64 << k)
+            .and_then(|a| e.checked_sub(a))
+            .unwrap_or(0)
+    })
+}
+
+fn max_rooms(a: [u64; CLASSES], b: [u64; CLASSES]) -> [u64; CLASSES] {
+    let mut out = a;
+    for (o, v) in out.iter_mut().zip(b) {
+        *o = (*o).max(v);
+    }
+    out
+}
+
+#[cfg(test)]
+std::thread_local! {
+    /// Nodes entered by [`search`] on this thread, for the complexity tests.
+    pub(super) static VISITS: core::cell::Cell<u64> = const { core::cell::Cell::new(0) };
+}
 
 fn get(nodes: &[VaNode], i: u32) -> Option<&VaNode> {
     usize::try_from(i).ok().and_then(|i| nodes.get(i))
@@ -74,6 +115,7 @@ pub(super) fn init_leaf(nodes: &mut [VaNode], i: u32, start: u64, end: u64) {
             min_start: start,
             max_end: end,
             max_gap: 0,
+            max_room: [0; CLASSES],
             left: NIL,
             right: NIL,
             level: 1,
@@ -87,18 +129,22 @@ fn fix(nodes: &mut [VaNode], t: u32) {
     let mut min_start = n.start;
     let mut max_end = n.end;
     let mut gap = 0;
+    let mut room = [0; CLASSES];
     if let Some(l) = node(nodes, n.left) {
         min_start = l.min_start;
         gap = gap.max(l.max_gap).max(n.start.saturating_sub(l.max_end));
+        room = max_rooms(max_rooms(room, l.max_room), rooms(l.max_end, n.start));
     }
     if let Some(r) = node(nodes, n.right) {
         max_end = r.max_end;
         gap = gap.max(r.max_gap).max(r.min_start.saturating_sub(n.end));
+        room = max_rooms(max_rooms(room, r.max_room), rooms(n.end, r.min_start));
     }
     if let Some(m) = get_mut(nodes, t) {
         m.min_start = min_start;
         m.max_end = max_end;
         m.max_gap = gap;
+        m.max_room = room;
     }
 }
 
@@ -301,9 +347,35 @@ pub(super) struct Fit {
     pub(super) align: u64,
     pub(super) lo: u64,
     pub(super) hi: u64,
+    /// The largest alignment class not above `align`, if any.
+    class: Option<usize>,
 }
 
 impl Fit {
+    /// A request for `size` bytes aligned to `align` (a power of two, at least the granularity)
+    /// inside `[lo, hi)`.
+    pub(super) fn new(size: u64, align: u64, lo: u64, hi: u64) -> Self {
+        let class = CLASS_SHIFTS
+            .iter()
+            .rposition(|&k| u64::from(k) <= u64::from(align.trailing_zeros()));
+        Self {
+            size,
+            align,
+            lo,
+            hi,
+            class,
+        }
+    }
+
+    /// Whether a subtree whose inner gaps have this summary may hold a fit (a necessary
+    /// condition, exact when `align` is a class or at most the granularity).
+    fn inner_may_fit(&self, n: &VaNode) -> bool {
+        match self.class.and_then(|c| n.max_room.get(c)) {
+            Some(&room) => room >= self.size,
+            None => n.max_gap >= self.size,
+        }
+    }
+
     /// The lowest fitting start inside the free gap `[gap_start, gap_end)`.
     pub(super) fn in_gap(&self, gap_start: u64, gap_end: u64) -> Option<u64> {
         let s = gap_start.max(self.lo);
@@ -339,9 +411,12 @@ pub(super) fn search(nodes: &[VaNode], t: u32, lb: u64, rb: u64, fit: &Fit) -> O
     let Some(n) = node(nodes, t) else {
         return fit.in_gap(lb, rb);
     };
-    let edge_left = n.min_start.saturating_sub(lb);
-    let edge_right = rb.saturating_sub(n.max_end);
-    if edge_left < fit.size && n.max_gap < fit.size && edge_right < fit.size {
+    #[cfg(test)]
+    VISITS.with(|v| v.set(v.get() + 1));
+    if !fit.inner_may_fit(&n)
+        && fit.in_gap(lb, n.min_start).is_none()
+        && fit.in_gap(n.max_end, rb).is_none()
+    {
         return None;
     }
     search(nodes, n.left, lb, n.start, fit).or_else(|| search(nodes, n.right, n.end, rb, fit))
