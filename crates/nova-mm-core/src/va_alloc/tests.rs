@@ -342,6 +342,12 @@ fn small(cap: usize) -> VaAllocator<CappedVec> {
 }
 
 #[test]
+fn node_size_is_documented() {
+    // `VaNode` docs promise 88 bytes per reservation to embedders sizing a slab.
+    assert_eq!(core::mem::size_of::<VaNode>(), 88);
+}
+
+#[test]
 fn construction_errors() {
     let s = || [VaNode::EMPTY; 2];
     assert_eq!(
