@@ -47,6 +47,7 @@ pub mod addr;
 pub mod chip;
 pub mod mmu;
 pub mod tlb;
+pub mod va_alloc;
 pub mod vram;
 
 pub use addr::{PageSize, Pfn, PhysAddr, VirtAddr, VramAddress};
@@ -56,4 +57,5 @@ pub use tlb::{
     AckMode, CacheLevel, InvalidateRequest, PdbAperture, PdbTarget, TlbError, TlbInvalidate,
     VaScope,
 };
+pub use va_alloc::{VaAllocator, VaError, VaRange};
 pub use vram::{VramAccess, VramError};
