@@ -40,6 +40,7 @@ extern crate alloc;
 
 pub mod addr;
 pub mod chip;
+pub mod hw;
 pub mod tlb;
 pub mod vram;
 
