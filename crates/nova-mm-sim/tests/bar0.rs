@@ -52,6 +52,32 @@ impl VramAccess for SparseVram {
     }
 }
 
+/// Dense VRAM in a `Vec`, for the larger scenarios.
+struct DenseVram(Vec<u32>);
+
+impl VramAccess for DenseVram {
+    fn size(&self) -> u64 {
+        self.0.len() as u64 * 4
+    }
+    fn read32(&mut self, addr: VramAddress) -> Result<u32, VramError> {
+        check_access(addr, 4, 4, self.size())?;
+        Ok(self.0[(addr.raw() / 4) as usize])
+    }
+    fn write32(&mut self, addr: VramAddress, value: u32) -> Result<(), VramError> {
+        check_access(addr, 4, 4, self.size())?;
+        self.0[(addr.raw() / 4) as usize] = value;
+        Ok(())
+    }
+}
+
+fn dense_sim(chip: Chip, vram: u64) -> SimBar0<DenseVram, RecordingTlb> {
+    SimBar0::new(
+        chip,
+        DenseVram(vec![0; (vram / 4) as usize]),
+        RecordingTlb::default(),
+    )
+}
+
 /// A clock advancing 1 µs per reading.
 #[derive(Default)]
 struct FakeClock(u64);
@@ -318,8 +344,10 @@ fn bulk_pte_write_cost() {
             (false, 0x4_8000),
             (true, 0x4_8000),
         ] {
-            let bar = sim(chip, 1 << 30).with_native_64(native);
-            let mut p = Pramin::new(&bar, chip, 1 << 30).unwrap();
+            // 8 MiB of VRAM hold the 2 MiB of page tables; the MMIO cost does not depend on
+            // the VRAM size.
+            let bar = dense_sim(chip, 8 << 20).with_native_64(native);
+            let mut p = Pramin::new(&bar, chip, 8 << 20).unwrap();
             let ptes: Vec<u64> = (0..PTES).map(|i| (i << 8) | 1).collect();
             let start = VramAddress::new(start);
             p.write_u64s(start, &ptes).unwrap();
@@ -344,6 +372,131 @@ fn bulk_pte_write_cost() {
             let mut back = vec![0u64; PTES as usize];
             p.read_u64s(start, &mut back).unwrap();
             assert_eq!(back, ptes);
+        }
+    }
+}
+
+mod register_path_model {
+    //! Random sequences of PRAMIN accesses and invalidates through the register path equal a
+    //! flat-memory model and a list of expected requests, on each chip family.
+
+    use super::*;
+    use proptest::prelude::*;
+
+    #[derive(Clone, Debug)]
+    enum Op {
+        Write(u64, Vec<u64>),
+        Read(u64, usize),
+        Fill(u64, u64, u64),
+        Invalidate {
+            one_pdb: Option<u64>,
+            hub: bool,
+            level: u32,
+            ack: u32,
+        },
+    }
+
+    const SIZE: u64 = 2 << 20;
+
+    fn op() -> impl Strategy<Value = Op> {
+        let addr = (0..SIZE / 8).prop_map(|w| w * 8);
+        prop_oneof![
+            (addr.clone(), proptest::collection::vec(any::<u64>(), 1..40))
+                .prop_map(|(a, v)| Op::Write(a, v)),
+            (addr.clone(), 1..40usize).prop_map(|(a, n)| Op::Read(a, n)),
+            (addr, any::<u64>(), 0..20_000u64).prop_map(|(a, v, n)| Op::Fill(a, v, n)),
+            (
+                proptest::option::of(0..(1u64 << 47)),
+                any::<bool>(),
+                0..6u32,
+                0..3u32
+            )
+                .prop_map(|(p, hub, level, ack)| Op::Invalidate {
+                    one_pdb: p.map(|p| p & !0xFFF),
+                    hub,
+                    level,
+                    ack
+                }),
+        ]
+    }
+
+    fn level(l: u32) -> CacheLevel {
+        [
+            CacheLevel::All,
+            CacheLevel::PteOnly,
+            CacheLevel::UpToPde0,
+            CacheLevel::UpToPde1,
+            CacheLevel::UpToPde2,
+            CacheLevel::UpToPde3,
+        ][l as usize]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(32))]
+        #[test]
+        fn register_path_equals_model(
+            chip in prop_oneof![Just(Chip::Volta), Just(Chip::Ada), Just(Chip::Hopper), Just(Chip::BlackwellGb10x)],
+            native in any::<bool>(),
+            polls in 0..4u32,
+            ops in proptest::collection::vec(op(), 1..20),
+        ) {
+            let bar = dense_sim(chip, SIZE).with_native_64(native);
+            bar.set_trigger_mode(TriggerMode::ClearsAfter(polls));
+            let mut p = Pramin::new(&bar, chip, SIZE).unwrap();
+            let mut t = TlbRegs::new(&bar, chip, FakeClock::default(), PraminReadBack::new(&bar));
+            let mut model = vec![0u64; (SIZE / 8) as usize];
+            let mut expected = Vec::new();
+            for op in ops {
+                match op {
+                    Op::Write(a, v) => {
+                        let ok = a + 8 * v.len() as u64 <= SIZE;
+                        prop_assert_eq!(p.write_u64s(VramAddress::new(a), &v).is_ok(), ok);
+                        if ok {
+                            model[(a / 8) as usize..][..v.len()].copy_from_slice(&v);
+                        }
+                    }
+                    Op::Read(a, n) => {
+                        let mut out = vec![0; n];
+                        let r = p.read_u64s(VramAddress::new(a), &mut out);
+                        if a + 8 * n as u64 <= SIZE {
+                            prop_assert!(r.is_ok());
+                            prop_assert_eq!(&out[..], &model[(a / 8) as usize..][..n]);
+                        } else {
+                            prop_assert!(r.is_err());
+                        }
+                    }
+                    Op::Fill(a, v, n) => {
+                        let ok = a + 8 * n <= SIZE;
+                        prop_assert_eq!(p.fill_u64(VramAddress::new(a), v, n).is_ok(), ok);
+                        if ok {
+                            model[(a / 8) as usize..][..n as usize].fill(v);
+                        }
+                    }
+                    Op::Invalidate { one_pdb, hub, level: l, ack } => {
+                        let req = InvalidateRequest {
+                            pdb: one_pdb.map_or(PdbTarget::All, |addr| PdbTarget::One {
+                                addr,
+                                aperture: PdbAperture::Vidmem,
+                            }),
+                            va: VaScope::All,
+                            hub_tlb_only: hub,
+                            cache_level: level(l),
+                            ack: [AckMode::None, AckMode::Globally, AckMode::Intranode][ack as usize],
+                        };
+                        t.invalidate(&req).unwrap();
+                        expected.push(req);
+                    }
+                }
+                let c = bar.counters();
+                prop_assert_eq!(c.window_writes, p.stats().window_moves);
+                prop_assert!(c.window_moves <= c.window_writes);
+                prop_assert_eq!(c.protocol_violations, 0);
+                prop_assert_eq!(c.unflushed_invalidates, 0);
+            }
+            prop_assert_eq!(bar.with_tlb(|tlb| tlb.requests.clone()), expected);
+            let mut direct = vec![0u64; (SIZE / 8) as usize];
+            bar.with_vram(|v| v.read_u64s(VramAddress::new(0), &mut direct)).unwrap();
+            prop_assert!(direct == model);
         }
     }
 }
