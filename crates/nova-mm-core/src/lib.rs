@@ -6,7 +6,9 @@
 //! - [`addr`]: typed addresses (VRAM, GPU virtual, frame numbers) and page sizes;
 //! - [`chip`]: the GPU families and what each allows (MMU version, page sizes, field widths);
 //! - [`vram`] and [`tlb`]: the two traits a backend implements, [`VramAccess`] and
-//!   [`TlbInvalidate`].
+//!   [`TlbInvalidate`];
+//! - [`hw`]: the hardware layer that implements them over BAR0 MMIO (PRAMIN window, TLB
+//!   invalidate registers, chip HAL, usable-VRAM choice).
 //!
 //! It never panics on any input: the crate denies `unwrap`, `expect`, `panic!`, unchecked
 //! indexing and overflowing arithmetic outside tests, and every fallible function returns a typed

@@ -312,6 +312,11 @@ fn chip_from_architecture(arch: u32) -> Option<Chip> {
 /// (architecture = bits 28:24 | bit 8 << 5, implementation 23:20), which covers Pascal and Volta.
 /// A value of all ones (a dead or fallen-off-the-bus device) never decodes.
 ///
+/// The field positions follow nova-core's register definitions; the architecture numbers are
+/// the chipset numbers of the public headers shifted right by 4. Preferring `BOOT_42` whenever
+/// it decodes makes the result independent of the exact rule nova-core uses to choose between
+/// the two registers.
+///
 /// # Errors
 ///
 /// [`UnknownChip`] when neither register names a supported architecture.

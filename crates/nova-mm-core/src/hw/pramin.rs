@@ -732,12 +732,12 @@ mod tests {
         W8(u64, u8),
     }
 
-    const SIZE: u64 = 4 << 20;
+    const SIZE: u64 = 2 << 20;
 
     fn addr() -> impl Strategy<Value = u64> {
         prop_oneof![
             0..SIZE + 64,
-            (0..4u64).prop_map(|m| m * (1 << 20) + (1 << 20) - 16)
+            (0..2u64).prop_map(|m| m * (1 << 20) + (1 << 20) - 16)
         ]
     }
 
@@ -749,7 +749,7 @@ mod tests {
             addr().prop_map(Op::R64),
             (addr(), proptest::collection::vec(any::<u64>(), 0..64))
                 .prop_map(|(a, v)| Op::Bulk(a & !7, v)),
-            (addr(), any::<u64>(), 0..150_000u64).prop_map(|(a, v, n)| Op::Fill(a & !7, v, n)),
+            (addr(), any::<u64>(), 0..20_000u64).prop_map(|(a, v, n)| Op::Fill(a & !7, v, n)),
             (addr(), 0..64usize).prop_map(|(a, n)| Op::ReadBulk(a & !7, n)),
             (addr(), any::<u8>()).prop_map(|(a, v)| Op::W8(a, v)),
         ]
@@ -853,6 +853,154 @@ mod tests {
                 prop_assert_eq!(p.window_base().map(VramAddress::raw), window);
             }
             prop_assert!(bar.flat(SIZE) == model);
+        }
+    }
+
+    mod state_machine {
+        //! `Pramin` as a state machine against a reference: a window cache and flat memory.
+
+        use super::*;
+        use proptest_state_machine::{prop_state_machine, ReferenceStateMachine, StateMachineTest};
+
+        const SM_SIZE: u64 = 3 << 20;
+
+        #[derive(Clone, Debug)]
+        pub(super) struct Model {
+            window: Option<u64>,
+            moves: u64,
+            words: BTreeMap<u64, u64>,
+            dirty: bool,
+        }
+
+        impl Model {
+            fn touch(&mut self, a: u64) {
+                match self.window {
+                    Some(b) if a >= b && a - b < PRAMIN_SIZE => {}
+                    _ => {
+                        self.window = Some(a & !0xFFFF);
+                        self.moves += 1;
+                    }
+                }
+            }
+        }
+
+        #[derive(Clone, Debug)]
+        pub(super) enum Tr {
+            Write(u64, u64),
+            Read(u64),
+            Run(u64, Vec<u64>),
+            Flush,
+            Forget,
+        }
+
+        pub(super) struct Reference;
+
+        impl ReferenceStateMachine for Reference {
+            type State = Model;
+            type Transition = Tr;
+
+            fn init_state() -> BoxedStrategy<Model> {
+                Just(Model {
+                    window: None,
+                    moves: 0,
+                    words: BTreeMap::new(),
+                    dirty: false,
+                })
+                .boxed()
+            }
+
+            fn transitions(_: &Model) -> BoxedStrategy<Tr> {
+                // Word addresses, biased to the 1 MiB boundaries.
+                let addr = prop_oneof![
+                    (0..SM_SIZE / 8).prop_map(|w| w * 8),
+                    (1..3u64, 0..4u64).prop_map(|(m, d)| m * PRAMIN_SIZE - 16 + 8 * d),
+                ];
+                prop_oneof![
+                    4 => (addr.clone(), any::<u64>()).prop_map(|(a, v)| Tr::Write(a, v)),
+                    3 => addr.clone().prop_map(Tr::Read),
+                    2 => (addr, proptest::collection::vec(any::<u64>(), 1..16))
+                        .prop_map(|(a, v)| Tr::Run(a, v)),
+                    1 => Just(Tr::Flush),
+                    1 => Just(Tr::Forget),
+                ]
+                .boxed()
+            }
+
+            fn preconditions(_: &Model, t: &Tr) -> bool {
+                match t {
+                    Tr::Run(a, v) => a + 8 * v.len() as u64 <= SM_SIZE,
+                    Tr::Write(a, _) | Tr::Read(a) => a + 8 <= SM_SIZE,
+                    Tr::Flush | Tr::Forget => true,
+                }
+            }
+
+            fn apply(mut m: Model, t: &Tr) -> Model {
+                match t {
+                    Tr::Write(a, v) => {
+                        m.touch(*a);
+                        m.words.insert(*a, *v);
+                        m.dirty = true;
+                    }
+                    Tr::Read(a) => m.touch(*a),
+                    Tr::Run(a, v) => {
+                        for (i, w) in v.iter().enumerate() {
+                            let at = a + 8 * i as u64;
+                            m.touch(at);
+                            m.words.insert(at, *w);
+                        }
+                        m.dirty = true;
+                    }
+                    Tr::Flush => m.dirty = false,
+                    Tr::Forget => m.window = None,
+                }
+                m
+            }
+        }
+
+        pub(super) struct PraminMachine;
+
+        impl StateMachineTest for PraminMachine {
+            type SystemUnderTest = Pramin<TestBar>;
+            type Reference = Reference;
+
+            fn init_test(_: &Model) -> Pramin<TestBar> {
+                Pramin::new(TestBar::new(Chip::Turing, false), Chip::Turing, SM_SIZE).unwrap()
+            }
+
+            fn apply(mut p: Pramin<TestBar>, m: &Model, t: Tr) -> Pramin<TestBar> {
+                match t {
+                    Tr::Write(a, v) => p.write64(VramAddress::new(a), v).unwrap(),
+                    Tr::Read(a) => {
+                        let got = p.read64(VramAddress::new(a)).unwrap();
+                        assert_eq!(got, m.words.get(&a).copied().unwrap_or(0));
+                    }
+                    Tr::Run(a, v) => p.write_u64s(VramAddress::new(a), &v).unwrap(),
+                    Tr::Flush => {
+                        let reads = p.mmio().reads.get();
+                        let was_dirty = p.dirty;
+                        p.flush().unwrap();
+                        assert_eq!(p.mmio().reads.get(), reads + u64::from(was_dirty));
+                    }
+                    Tr::Forget => p.invalidate_window_cache(),
+                }
+                p
+            }
+
+            fn check_invariants(p: &Pramin<TestBar>, m: &Model) {
+                assert_eq!(p.window_base().map(VramAddress::raw), m.window);
+                assert_eq!(p.stats().window_moves, m.moves);
+                assert_eq!(p.mmio().reg_writes.get(), m.moves);
+                assert_eq!(p.dirty, m.dirty);
+                if let Some(b) = m.window {
+                    assert_eq!(u64::from(p.mmio().reg.get()) << 16, b);
+                }
+            }
+        }
+
+        prop_state_machine! {
+            #![proptest_config(ProptestConfig::with_cases(96))]
+            #[test]
+            fn pramin_state_machine(sequential 1..40 => PraminMachine);
         }
     }
 }
