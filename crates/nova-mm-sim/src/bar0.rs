@@ -66,8 +66,11 @@ pub struct Bar0Counters {
     pub window_writes: u64,
     /// Writes to the window register that changed the window position.
     pub window_moves: u64,
-    /// Invalidates triggered and forwarded.
+    /// Invalidates triggered with a decodable request.
     pub invalidates: u64,
+    /// Invalidates completed, i.e. forwarded to the TLB model (when the busy state ends: a
+    /// caller that does not wait for completion keeps seeing stale translations).
+    pub completed: u64,
     /// Invalidates triggered while PRAMIN writes were not flushed by a read-back.
     pub unflushed_invalidates: u64,
     /// Protocol errors: a trigger while busy, or an undecodable request (not forwarded).
@@ -92,6 +95,8 @@ struct State<V, T> {
     fail_reads: bool,
     counters: Bar0Counters,
     last_request: Option<InvalidateRequest>,
+    /// The request being processed, forwarded when the engine finishes.
+    pending: Option<InvalidateRequest>,
     /// Every other register: written values read back.
     scratch: BTreeMap<u32, u32>,
 }
@@ -138,6 +143,7 @@ impl<V: VramAccess, T: TlbInvalidate> SimBar0<V, T> {
                 fail_reads: false,
                 counters: Bar0Counters::default(),
                 last_request: None,
+                pending: None,
                 scratch: BTreeMap::new(),
             }),
         }
@@ -230,9 +236,20 @@ impl<V: VramAccess, T: TlbInvalidate> SimBar0<V, T> {
             s.busy_left = s.busy_left.saturating_sub(1);
             if s.busy_left == 0 {
                 s.busy = false;
+                Self::complete(s);
             }
         }
         busy
+    }
+
+    /// Forwards the pending request to the TLB model.
+    fn complete(s: &mut State<V, T>) {
+        if let Some(req) = s.pending.take() {
+            s.counters.completed += 1;
+            if s.tlb.invalidate(&req).is_err() {
+                s.counters.tlb_errors += 1;
+            }
+        }
     }
 
     fn register_read(&self, s: &mut State<V, T>, offset: u32) -> u32 {
@@ -343,7 +360,9 @@ impl<V: VramAccess, T: TlbInvalidate> SimBar0<V, T> {
 
     fn trigger(&self, s: &mut State<V, T>, value: u32) {
         if s.busy {
+            // The engine was not free: count it, and let the earlier request finish first.
             s.counters.protocol_violations += 1;
+            Self::complete(s);
         }
         if s.pramin_dirty {
             s.counters.unflushed_invalidates += 1;
@@ -352,9 +371,7 @@ impl<V: VramAccess, T: TlbInvalidate> SimBar0<V, T> {
             Some(req) => {
                 s.counters.invalidates += 1;
                 s.last_request = Some(req);
-                if s.tlb.invalidate(&req).is_err() {
-                    s.counters.tlb_errors += 1;
-                }
+                s.pending = Some(req);
             }
             None => s.counters.protocol_violations += 1,
         }
@@ -362,6 +379,7 @@ impl<V: VramAccess, T: TlbInvalidate> SimBar0<V, T> {
             TriggerMode::ClearsAfter(0) => {
                 s.busy = false;
                 s.busy_left = 0;
+                Self::complete(s);
             }
             TriggerMode::ClearsAfter(n) => {
                 s.busy = true;

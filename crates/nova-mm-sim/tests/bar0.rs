@@ -231,6 +231,7 @@ fn tlb_sequences_forward_the_request() {
         t.invalidate(&InvalidateRequest::EVERYTHING).unwrap();
         let c = bar.counters();
         assert_eq!(c.invalidates, 2, "{chip}");
+        assert_eq!(c.completed, 2, "{chip}");
         assert_eq!(c.protocol_violations, 0, "{chip}");
         assert_eq!(
             c.unflushed_invalidates, 0,
@@ -330,6 +331,17 @@ fn triggering_while_busy_is_a_protocol_violation() {
     bar.write32(0xB8_30B0, 0x8000_0002).unwrap();
     assert_eq!(bar.counters().invalidates, 2);
     assert_eq!(bar.counters().protocol_violations, 3);
+    // Requests reach the TLB model only when the engine finishes.
+    assert_eq!(bar.counters().completed, 2);
+    let fresh = sim(Chip::Turing, 1 << 20);
+    fresh.set_trigger_mode(TriggerMode::ClearsAfter(2));
+    fresh.write32(0xB8_30B0, 0x8000_0003).unwrap();
+    assert_eq!(fresh.counters().completed, 0);
+    assert_eq!(fresh.read32(0xB8_30B0).unwrap() >> 31, 1);
+    assert_eq!(fresh.counters().completed, 0);
+    assert_eq!(fresh.read32(0xB8_30B0).unwrap() >> 31, 1);
+    assert_eq!(fresh.counters().completed, 1);
+    assert_eq!(fresh.read32(0xB8_30B0).unwrap() >> 31, 0);
 }
 
 /// MMIO cost of writing 1 GiB worth of 4 KiB PTEs (262,144 u64 words, 2 MiB of page tables)
