@@ -7,7 +7,8 @@
 //! - the 1 MiB PRAMIN aperture at 0x700000, mapped onto a [`VramAccess`] `V`;
 //! - the TLB-invalidate registers of the chip (hub PRI with `MMU_CTRL` on Pascal/Volta, the VF
 //!   alias block on Turing and later), decoded into an [`InvalidateRequest`] and forwarded to a
-//!   [`TlbInvalidate`] `T` (the reference MMU's TLB model, or a recorder in tests);
+//!   [`TlbInvalidate`] `T` (the reference MMU's TLB model, or a recorder in tests) when the
+//!   engine finishes, so a caller that does not wait for completion keeps stale translations;
 //! - `NV_PMC_BOOT_0`/`NV_PMC_BOOT_42` reporting the chip's architecture.
 //!
 //! The invalidate engine stays busy (`TRIGGER` reads 1, or `MMU_CTRL` reports no FIFO space and

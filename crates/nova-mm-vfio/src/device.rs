@@ -214,6 +214,7 @@ fn open_rw(path: &Path) -> Result<File, VfioError> {
 impl RealDevice {
     /// Opens the device `info` describes through `interface`.
     ///
+    /// With [`Interface::Auto`], the cdev interface is tried first and the legacy one second.
     /// The cdev path binds the device to a fresh iommufd (`VFIO_DEVICE_BIND_IOMMUFD`), which is
     /// what grants access to its regions; DMA would additionally need an IOAS attached, which
     /// MMIO does not. The legacy path sets a type-1 v2 IOMMU on a new container.
@@ -225,8 +226,15 @@ impl RealDevice {
     pub fn open(info: &DeviceInfo, interface: Interface) -> Result<Self, VfioError> {
         match (interface, &info.cdev) {
             (Interface::Cdev, None) => Err(VfioError::NoCdev(info.addr)),
-            (Interface::Cdev | Interface::Auto, Some(cdev)) => Self::open_cdev(cdev),
-            (Interface::Legacy | Interface::Auto, _) => Self::open_legacy(info),
+            (Interface::Cdev, Some(cdev)) => Self::open_cdev(cdev),
+            // Auto: the cdev first; if that fails (no /dev/iommu, an old kernel), the legacy
+            // interface, reporting the cdev error when both fail.
+            (Interface::Auto, Some(cdev)) => {
+                Self::open_cdev(cdev).or_else(|e| Self::open_legacy(info).map_err(|_| e))
+            }
+            (Interface::Legacy | Interface::Auto, None) | (Interface::Legacy, Some(_)) => {
+                Self::open_legacy(info)
+            }
         }
     }
 
