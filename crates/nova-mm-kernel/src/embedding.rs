@@ -14,7 +14,7 @@
 //! |---|---|---|
 //! | `nova-mm-core` | library, `no_std` | no `alloc` feature (6.12 builds no `alloc` crate); `selftest` feature for the in-kernel self-tests |
 //! | `nova-mm-kernel` | library, `no_std` | this crate: BAR/clock adapters and errno mapping |
-//! | `thiserror` 2 (`default-features = false`) | library | its `build.rs` is not run: create `$OUT_DIR/private.rs` by hand (the build script writes a `__private<PATCH>` module re-exporting `crate::private::*`) and set `OUT_DIR` for the rule; no `--cfg` is needed on a stable compiler |
+//! | `thiserror` 2 (`default-features = false`) | library | its `build.rs` is not run, but `lib.rs` includes `$OUT_DIR/private.rs`: write that file by hand (for 2.0.21: `#[doc(hidden)] pub mod __private21 { #[doc(hidden)] pub use crate::private::*; }`, the module name the derive's output refers to) and set `OUT_DIR` for the rule; on rustc ≥ 1.81 no `--cfg` is needed |
 //! | `thiserror-impl`, `syn`, `quote`, `proc-macro2` | proc-macros (host) | built for the host |
 //! | `zerocopy` 0.8 (+ `zerocopy-derive`) | library + proc-macro | `--cfg no_fp_fmt_parse`, `--cfg 'feature="derive"'`, `--cap-lints=allow` |
 //! | `bitfield-struct` | proc-macro (host) | |
