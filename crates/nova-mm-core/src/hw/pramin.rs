@@ -272,6 +272,31 @@ impl<M: Mmio> Pramin<M> {
         Ok(self.mmio.write16(off, value)?)
     }
 
+    /// The lower layer of review point 17: a fixed window at `base` (a multiple of 64 KiB),
+    /// addressed by offset, that never moves while it is borrowed. [`VramAccess`] on
+    /// [`Pramin`] is the auto-repositioning layer above it.
+    ///
+    /// # Errors
+    ///
+    /// [`VramError::Misaligned`] when `base` is not 64 KiB aligned, [`VramError::OutOfRange`]
+    /// when it is not inside VRAM, or an MMIO failure moving the window.
+    pub fn window_at(&mut self, base: VramAddress) -> Result<PraminWindow<'_, M>, VramError> {
+        let align = 1u64 << PRAMIN_BASE_SHIFT;
+        check_access(base, 1, align, self.vram_size).map_err(|e| match e {
+            VramError::Misaligned { addr, .. } => VramError::Misaligned { addr, align },
+            other => other,
+        })?;
+        if self.base != Some(base.raw()) {
+            self.move_window(base.raw())?;
+        }
+        let len = self.vram_size.saturating_sub(base.raw()).min(PRAMIN_SIZE);
+        Ok(PraminWindow {
+            pramin: self,
+            base: base.raw(),
+            len,
+        })
+    }
+
     fn count_read(&mut self) {
         self.stats.mmio_reads = self.stats.mmio_reads.saturating_add(1);
     }
@@ -377,6 +402,90 @@ impl<M: Mmio> Pramin<M> {
             }
         }
         Ok(())
+    }
+}
+
+/// A PRAMIN window held at one position (see [`Pramin::window_at`]).
+#[derive(Debug)]
+pub struct PraminWindow<'a, M> {
+    pramin: &'a mut Pramin<M>,
+    base: u64,
+    len: u64,
+}
+
+impl<M: Mmio> PraminWindow<'_, M> {
+    /// VRAM address of the window's first byte.
+    #[must_use]
+    pub fn base(&self) -> VramAddress {
+        VramAddress::new(self.base)
+    }
+
+    /// Bytes the window covers: 1 MiB, or less at the top of VRAM.
+    #[must_use]
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    /// Whether the window covers nothing (never, for a window inside VRAM).
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// BAR0 offset of an access of `width` bytes at window offset `off`.
+    fn at(&self, off: u32, width: u64) -> Result<u32, VramError> {
+        let addr = VramAddress::new(self.base.saturating_add(u64::from(off)));
+        check_access(VramAddress::new(u64::from(off)), width, width, self.len).map_err(
+            |e| match e {
+                VramError::Misaligned { align, .. } => VramError::Misaligned { addr, align },
+                _ => VramError::OutOfRange { addr, len: width },
+            },
+        )?;
+        PRAMIN_APERTURE
+            .checked_add(off)
+            .ok_or(VramError::OutOfRange { addr, len: width })
+    }
+
+    /// Reads the 32-bit word at window offset `off`.
+    ///
+    /// # Errors
+    ///
+    /// Outside the window, misaligned, or an MMIO failure.
+    pub fn read32(&mut self, off: u32) -> Result<u32, VramError> {
+        let o = self.at(off, 4)?;
+        self.pramin.count_read();
+        Ok(self.pramin.mmio.read32(o)?)
+    }
+
+    /// Writes the 32-bit word at window offset `off`.
+    ///
+    /// # Errors
+    ///
+    /// Outside the window, misaligned, or an MMIO failure.
+    pub fn write32(&mut self, off: u32, value: u32) -> Result<(), VramError> {
+        let o = self.at(off, 4)?;
+        self.pramin.count_write();
+        Ok(self.pramin.mmio.write32(o, value)?)
+    }
+
+    /// Reads the 64-bit word at window offset `off`.
+    ///
+    /// # Errors
+    ///
+    /// Outside the window, misaligned, or an MMIO failure.
+    pub fn read64(&mut self, off: u32) -> Result<u64, VramError> {
+        let o = self.at(off, 8)?;
+        self.pramin.read_word(o)
+    }
+
+    /// Writes the 64-bit word at window offset `off`.
+    ///
+    /// # Errors
+    ///
+    /// Outside the window, misaligned, or an MMIO failure.
+    pub fn write64(&mut self, off: u32, value: u64) -> Result<(), VramError> {
+        let o = self.at(off, 8)?;
+        self.pramin.write_word(o, value)
     }
 }
 
@@ -679,6 +788,42 @@ mod tests {
         assert_eq!(p.read64(top).unwrap(), 0x0123_4567_89AB_CDEF);
         assert!(matches!(
             p.read8(VramAddress::new(1 << 40)),
+            Err(VramError::OutOfRange { .. })
+        ));
+    }
+
+    #[test]
+    fn fixed_windows() {
+        let bar = TestBar::new(Chip::Hopper, true);
+        let mut p = Pramin::new(&bar, Chip::Hopper, (3 << 20) + (1 << 16)).unwrap();
+        {
+            let mut w = p.window_at(VramAddress::new(2 << 20)).unwrap();
+            assert_eq!(w.len(), 1 << 20);
+            w.write64(0xF_FFF8, 9).unwrap();
+            assert_eq!(w.read32(0xF_FFF8).unwrap(), 9);
+            assert!(matches!(
+                w.read32(1 << 20),
+                Err(VramError::OutOfRange { .. })
+            ));
+            assert!(matches!(
+                w.write64(4, 0),
+                Err(VramError::Misaligned { align: 8, .. })
+            ));
+        }
+        assert_eq!(p.read64(VramAddress::new((3 << 20) - 8)).unwrap(), 9);
+        assert_eq!(p.stats().window_moves, 1);
+        // At the top of VRAM the window is shorter.
+        let w = p.window_at(VramAddress::new(3 << 20)).unwrap();
+        assert_eq!(w.len(), 1 << 16);
+        assert!(matches!(
+            p.window_at(VramAddress::new(0x1000)),
+            Err(VramError::Misaligned {
+                align: 0x1_0000,
+                ..
+            })
+        ));
+        assert!(matches!(
+            p.window_at(VramAddress::new(4 << 20)),
             Err(VramError::OutOfRange { .. })
         ));
     }
