@@ -8,7 +8,9 @@
 //! - [`mmu`]: bit-exact MMU v2/v3 page-table entries and level geometry, behind the
 //!   [`MmuFormat`] trait ([`MmuV2`], [`MmuV3`]);
 //! - [`vram`] and [`tlb`]: the two traits a backend implements, [`VramAccess`] and
-//!   [`TlbInvalidate`].
+//!   [`TlbInvalidate`];
+//! - [`hw`]: the hardware layer that implements them over BAR0 MMIO (PRAMIN window, TLB
+//!   invalidate registers, chip HAL, usable-VRAM choice).
 //!
 //! It never panics on any input: the crate denies `unwrap`, `expect`, `panic!`, unchecked
 //! indexing and overflowing arithmetic outside tests, and every fallible function returns a typed
@@ -45,6 +47,7 @@ extern crate std;
 
 pub mod addr;
 pub mod chip;
+pub mod hw;
 pub mod mmu;
 pub mod tlb;
 pub mod va_alloc;

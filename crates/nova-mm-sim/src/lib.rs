@@ -11,6 +11,7 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod bar0;
 pub mod gpu;
 pub mod refmmu;
 pub mod tlb;
