@@ -5,6 +5,8 @@
 //!
 //! - [`addr`]: typed addresses (VRAM, GPU virtual, frame numbers) and page sizes;
 //! - [`chip`]: the GPU families and what each allows (MMU version, page sizes, field widths);
+//! - [`mmu`]: bit-exact MMU v2/v3 page-table entries and level geometry, behind the
+//!   [`MmuFormat`] trait ([`MmuV2`], [`MmuV3`]);
 //! - [`vram`] and [`tlb`]: the two traits a backend implements, [`VramAccess`] and
 //!   [`TlbInvalidate`].
 //!
@@ -40,11 +42,13 @@ extern crate alloc;
 
 pub mod addr;
 pub mod chip;
+pub mod mmu;
 pub mod tlb;
 pub mod vram;
 
 pub use addr::{PageSize, Pfn, PhysAddr, VirtAddr, VramAddress};
 pub use chip::{Chip, MmuVersion};
+pub use mmu::{MmuFormat, MmuV2, MmuV3};
 pub use tlb::{
     AckMode, CacheLevel, InvalidateRequest, PdbAperture, PdbTarget, TlbError, TlbInvalidate,
     VaScope,
