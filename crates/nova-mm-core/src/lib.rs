@@ -36,7 +36,7 @@
 #![deny(missing_docs)]
 #![warn(clippy::missing_errors_doc)]
 
-#[cfg(feature = "alloc")]
+#[cfg(any(feature = "alloc", test))]
 #[allow(unused_extern_crates)]
 extern crate alloc;
 
@@ -44,7 +44,9 @@ pub mod addr;
 pub mod chip;
 pub mod mmu;
 pub mod tlb;
+pub mod vmm;
 pub mod vram;
+pub mod walk;
 
 pub use addr::{PageSize, Pfn, PhysAddr, VirtAddr, VramAddress};
 pub use chip::{Chip, MmuVersion};

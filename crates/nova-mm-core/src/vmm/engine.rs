@@ -20,12 +20,14 @@ use super::{
     VmmError, TABLE_BYTES,
 };
 use crate::addr::{PageSize, PhysAddr, VirtAddr, VramAddress};
-use crate::tlb::{AckMode, CacheLevel, InvalidateRequest, PdbAperture, PdbTarget, TlbInvalidate, VaScope};
-use crate::vram::{VramAccess, VramError};
-use crate::walk::format::{dir_entry_words, is_dual};
-use crate::walk::{
-    Aperture, DualState, LeafState, PdeState, PtFormat, PteAttrs, PteValue, TablePtr, WalkError,
+use crate::chip::Chip;
+use crate::mmu::{DualPdeState, PdeState, PdeTable, PteMapping, PteState, TableAperture};
+use crate::tlb::{
+    AckMode, CacheLevel, InvalidateRequest, PdbAperture, PdbTarget, TlbInvalidate, VaScope,
 };
+use crate::vram::{VramAccess, VramError};
+use crate::walk::format::{dir_entry_words, is_dual, LeafSlot};
+use crate::walk::{PtFormat, WalkError};
 
 /// Saved old entries of an unmap or protect: `count` words `first, first + step, ...`.
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
@@ -105,6 +107,7 @@ struct Req<'r> {
 
 /// State of one write pass.
 struct Ctx<'a, 'r, W: ?Sized, G> {
+    chip: Chip,
     vram: &'a mut W,
     req: Req<'r>,
     mode: Mode,
@@ -146,7 +149,11 @@ impl<M: PtFormat, N: Slab<Node>, K: Slab<Kids>, V: VaRanges> AddressSpace<M, N, 
     }
 
     fn set_kid(&mut self, dir: &Node, slot: u64, v: u32) {
-        if let Some(k) = self.kids.get_mut(idx(dir.link)).and_then(|k| k.get_mut(uidx(slot))) {
+        if let Some(k) = self
+            .kids
+            .get_mut(idx(dir.link))
+            .and_then(|k| k.get_mut(uidx(slot)))
+        {
             *k = v;
         }
     }
@@ -228,11 +235,9 @@ impl<M: PtFormat, N: Slab<Node>, K: Slab<Kids>, V: VaRanges> AddressSpace<M, N, 
     /// Puts a node (and its child array) back on the free lists.
     pub(crate) fn release_node(&mut self, i: u32) {
         let Some(n) = self.node(i) else { return };
-        if matches!(n.kind, NodeKind::Dir) || (n.kind == NodeKind::Pending && is_node(n.link) && n.level < pt_level::<M>()) {
-            // A pending directory keeps its child array index in `sub[0..4]`.
-        }
+        // A pending directory keeps its child array index in `sub[0..4]`.
         let kids = u32::from_le_bytes([n.sub[0], n.sub[1], n.sub[2], n.sub[3]]);
-        if n.level < pt_level::<M>() && is_node(kids) && n.kind == NodeKind::Pending {
+        if usize::from(n.level) < pt_level::<M>() && is_node(kids) && n.kind == NodeKind::Pending {
             self.release_kids(kids);
         } else if n.kind == NodeKind::Dir && is_node(n.link) {
             self.release_kids(n.link);
@@ -313,13 +318,14 @@ impl<M: PtFormat, N: Slab<Node>, K: Slab<Kids>, V: VaRanges> AddressSpace<M, N, 
         }
     }
 
-    fn pte_at(req: &Req<'_>, cur: &mut Cur, v: u64) -> Option<PteValue> {
+    fn pte_at(req: &Req<'_>, cur: &mut Cur, v: u64) -> Option<PteMapping> {
         match req.kind {
             OpKind::Map { runs, attrs, .. } => {
                 let (run, off) = locate(runs, cur, v.saturating_sub(req.s))?;
-                Some(PteValue {
+                Some(PteMapping {
                     aperture: run.aperture,
-                    addr: PhysAddr::new(run.addr.raw().checked_add(off)?),
+                    address: PhysAddr::new(run.addr.raw().checked_add(off)?),
+                    peer_id: run.peer_id,
                     attrs,
                 })
             }
@@ -328,8 +334,20 @@ impl<M: PtFormat, N: Slab<Node>, K: Slab<Kids>, V: VaRanges> AddressSpace<M, N, 
     }
 
     /// Classifies entry `i` of directory `dir` at `level` whose span starts at `es`.
-    fn classify(&self, req: &Req<'_>, cur: &mut Cur, dir: &Node, level: usize, i: u64, es: u64) -> Class {
-        let slot = if is_dual::<M>(level) { i.saturating_mul(2) } else { i };
+    fn classify(
+        &self,
+        req: &Req<'_>,
+        cur: &mut Cur,
+        dir: &Node,
+        level: usize,
+        i: u64,
+        es: u64,
+    ) -> Class {
+        let slot = if is_dual::<M>(level) {
+            i.saturating_mul(2)
+        } else {
+            i
+        };
         let kid = self.kid(dir, slot);
         match req.kind {
             OpKind::Map { .. } | OpKind::Sparse => match M::dir_leaf_size(level) {
@@ -339,7 +357,9 @@ impl<M: PtFormat, N: Slab<Node>, K: Slab<Kids>, V: VaRanges> AddressSpace<M, N, 
             OpKind::Unmap | OpKind::Protect(_) => {
                 if kid == KID_LEAF_LIVE {
                     Class::Leaf
-                } else if is_node(kid) || (is_dual::<M>(level) && is_node(self.kid(dir, slot.saturating_add(1)))) {
+                } else if is_node(kid)
+                    || (is_dual::<M>(level) && is_node(self.kid(dir, slot.saturating_add(1))))
+                {
                     Class::Child
                 } else {
                     Class::Skip
@@ -350,7 +370,13 @@ impl<M: PtFormat, N: Slab<Node>, K: Slab<Kids>, V: VaRanges> AddressSpace<M, N, 
 
     /// For a PD0 entry at `eb`: which 64 KiB slots are big pieces, and how many 4 KiB pieces
     /// each other slot holds.
-    fn pd0_plan(&self, req: &Req<'_>, cur: &mut Cur, eb: u64, big: Option<&Node>) -> (u32, [u8; 32]) {
+    fn pd0_plan(
+        &self,
+        req: &Req<'_>,
+        cur: &mut Cur,
+        eb: u64,
+        big: Option<&Node>,
+    ) -> (u32, [u8; 32]) {
         let mut mask = 0u32;
         let mut n = [0u8; 32];
         let lo = req.s.max(eb);
@@ -411,9 +437,12 @@ impl<M: PtFormat, N: Slab<Node>, K: Slab<Kids>, V: VaRanges> AddressSpace<M, N, 
         made: &mut u64,
     ) -> Result<u32, VmmError> {
         let addr = alloc.alloc_table()?;
-        let ok = M::encode_pde_table(addr)
+        let ok = M::dual_tables(self.cfg.chip, None, Some(addr))
             .map_err(|_| VmmError::PtAlloc(super::PtAllocError::Backend(-22)))
-            .and_then(|_| vram.fill_u64(addr, 0, TABLE_BYTES / 8).map_err(VmmError::from))
+            .and_then(|_| {
+                vram.fill_u64(addr, 0, TABLE_BYTES / 8)
+                    .map_err(VmmError::from)
+            })
             .and_then(|()| self.new_node(addr, u8::try_from(level).unwrap_or(u8::MAX), kind));
         match ok {
             Ok(i) => {
@@ -628,8 +657,10 @@ impl<M: PtFormat, N: Slab<Node>, K: Slab<Kids>, V: VaRanges> AddressSpace<M, N, 
                 Class::Child if dual => {
                     // Count only the part of the entry inside `req` (a failed prepare).
                     let (mask, n) = self.pd0_plan(full, cur, es, None);
-                    let (mask, n) = clip_plan(mask, n, es, req);
-                    for (half, cnt) in [(0u64, mask.count_ones()), (1, n.iter().map(|&x| u32::from(x)).sum())] {
+                    for (half, cnt) in [
+                        (0u64, mask.count_ones()),
+                        (1, n.iter().map(|&x| u32::from(x)).sum()),
+                    ] {
                         let k = self.kid(&dir, slot + half);
                         if cnt == 0 || !is_node(k) {
                             continue;
@@ -653,7 +684,10 @@ impl<M: PtFormat, N: Slab<Node>, K: Slab<Kids>, V: VaRanges> AddressSpace<M, N, 
                         continue;
                     }
                     self.unref_dir(alloc, req, full, cur, k, level + 1, es);
-                    if self.node(k).is_some_and(|c| c.refs == 0 && c.live == 0 && !c.foreign) {
+                    if self
+                        .node(k)
+                        .is_some_and(|c| c.refs == 0 && c.live == 0 && !c.foreign)
+                    {
                         self.free_now(alloc, k);
                         self.set_kid(&dir, slot, KID_NONE);
                         if let Some(d) = self.node_mut(ni) {
@@ -676,7 +710,10 @@ impl<M: PtFormat, N: Slab<Node>, K: Slab<Kids>, V: VaRanges> AddressSpace<M, N, 
     ) -> Result<(), PassErr> {
         let run = c.run_no;
         c.run_no = c.run_no.saturating_add(1);
-        let words = self.scratch.get(..n).ok_or(PassErr::Vmm(VmmError::Inconsistent))?;
+        let words = self
+            .scratch
+            .get(..n)
+            .ok_or(PassErr::Vmm(VmmError::Inconsistent))?;
         match c.mode {
             Mode::New => {}
             Mode::Old { limit } if run <= limit => {}
@@ -727,10 +764,7 @@ impl<M: PtFormat, N: Slab<Node>, K: Slab<Kids>, V: VaRanges> AddressSpace<M, N, 
             let w = c.vram.read64(a)?;
             if let Some(big) = check_valid {
                 // Protect: every leaf must be a valid PTE.
-                let ok = match check_valid_kind::<M>(w, big) {
-                    Some(true) => true,
-                    _ => false,
-                };
+                let ok = matches!(M::decode_leaf(c.chip, w, big), Ok(PteState::Valid(_)));
                 if !ok {
                     return Err(PassErr::Vmm(VmmError::SplitsPage));
                 }
@@ -824,15 +858,20 @@ impl<M: PtFormat, N: Slab<Node>, K: Slab<Kids>, V: VaRanges> AddressSpace<M, N, 
                 i += 1;
             }
             let n_entries = i - a;
-            let ea = dir.addr.checked_add(a * words * 8).ok_or(PassErr::Vmm(VmmError::Inconsistent))?;
+            let ea = dir
+                .addr
+                .checked_add(a * words * 8)
+                .ok_or(PassErr::Vmm(VmmError::Inconsistent))?;
             if c.mode == Mode::Read {
                 // Save the leaf entries (low words only; the high word of a dual leaf is 0).
                 for k in a..i {
                     let slot = if dual { k * 2 } else { k };
                     if self.kid(&dir, slot) == KID_LEAF_LIVE {
-                        let ka = dir.addr.checked_add(k * words * 8).ok_or(PassErr::Vmm(VmmError::Inconsistent))?;
-                        let chk = if protect { Some(false) } else { None };
-                        self.record(c, ka, 1, 1, chk)?;
+                        let ka = dir
+                            .addr
+                            .checked_add(k * words * 8)
+                            .ok_or(PassErr::Vmm(VmmError::Inconsistent))?;
+                        self.record(c, ka, 1, 1, None)?;
                     }
                 }
                 c.run_no += 1;
@@ -861,9 +900,18 @@ impl<M: PtFormat, N: Slab<Node>, K: Slab<Kids>, V: VaRanges> AddressSpace<M, N, 
                             self.node(s).is_some_and(|n| n.live > 0),
                         )
                     };
-                    let ba = if bl { self.node(b).map(|n| n.addr) } else { None };
-                    let sa = if sl { self.node(s).map(|n| n.addr) } else { None };
-                    M::encode_dual_tables(ba, sa).map_err(|_| PassErr::Vmm(VmmError::Inconsistent))?
+                    let ba = if bl {
+                        self.node(b).map(|n| n.addr)
+                    } else {
+                        None
+                    };
+                    let sa = if sl {
+                        self.node(s).map(|n| n.addr)
+                    } else {
+                        None
+                    };
+                    M::dual_tables(c.chip, ba, sa)
+                        .map_err(|_| PassErr::Vmm(VmmError::Inconsistent))?
                 } else {
                     let linked = if new {
                         get_bit(&after, k)
@@ -871,7 +919,7 @@ impl<M: PtFormat, N: Slab<Node>, K: Slab<Kids>, V: VaRanges> AddressSpace<M, N, 
                         self.node(kid).is_some_and(|n| n.live > 0)
                     };
                     let w = match (linked, self.node(kid)) {
-                        (true, Some(n)) => M::encode_pde_table(n.addr)
+                        (true, Some(n)) => M::upper_table(c.chip, level, n.addr)
                             .map_err(|_| PassErr::Vmm(VmmError::Inconsistent))?,
                         _ => 0,
                     };
@@ -900,28 +948,40 @@ impl<M: PtFormat, N: Slab<Node>, K: Slab<Kids>, V: VaRanges> AddressSpace<M, N, 
     ) -> Result<[u64; 2], PassErr> {
         let dual = is_dual::<M>(level);
         let bad = PassErr::Vmm(VmmError::BadAttrs);
+        let chip = c.chip;
+        let slot = if dual {
+            LeafSlot::Dual
+        } else {
+            LeafSlot::Upper(level)
+        };
         Ok(match (c.req.kind, new) {
             (OpKind::Map { .. } | OpKind::Sparse, false) => [0, 0],
             (OpKind::Map { .. }, true) => {
                 let v = Self::pte_at(&c.req, &mut c.cur, es).ok_or(bad)?;
                 if dual {
-                    M::encode_dual_leaf(&v).map_err(|_| bad)?
+                    M::encode_dual_pde(chip, &DualPdeState::Pte(v)).map_err(|_| bad)?
                 } else {
-                    [M::encode_pde_leaf(level, &v).map_err(|_| bad)?, 0]
+                    [
+                        M::encode_upper(chip, level, &PdeState::Pte(v)).map_err(|_| bad)?,
+                        0,
+                    ]
                 }
             }
             (OpKind::Sparse, true) => {
                 if dual {
-                    M::dual_sparse()
+                    M::encode_dual_pde(chip, &DualPdeState::Sparse).map_err(|_| bad)?
                 } else {
-                    [M::pde_sparse(), 0]
+                    [
+                        M::encode_upper(chip, level, &PdeState::Sparse).map_err(|_| bad)?,
+                        0,
+                    ]
                 }
             }
             (OpKind::Unmap, true) => [0, 0],
             (OpKind::Unmap | OpKind::Protect(_), false) => [Self::next_old(c), 0],
             (OpKind::Protect(a), true) => {
                 let old = Self::next_old(c);
-                [M::reprotect(old, &a).map_err(|_| bad)?, 0]
+                [M::reprotect(chip, slot, old, &a).map_err(|_| bad)?, 0]
             }
         })
     }
@@ -934,17 +994,19 @@ impl<M: PtFormat, N: Slab<Node>, K: Slab<Kids>, V: VaRanges> AddressSpace<M, N, 
         new: bool,
     ) -> Result<u64, PassErr> {
         let bad = PassErr::Vmm(VmmError::BadAttrs);
-        let size = if big { PageSize::Size64K } else { PageSize::Size4K };
+        let chip = c.chip;
         Ok(match (c.req.kind, new) {
             (OpKind::Map { .. } | OpKind::Sparse, false) => 0,
             (OpKind::Map { .. }, true) => {
                 let p = Self::pte_at(&c.req, &mut c.cur, v).ok_or(bad)?;
-                M::encode_pte(&p, size).map_err(|_| bad)?
+                M::encode_leaf(chip, &PteState::Valid(p), big).map_err(|_| bad)?
             }
-            (OpKind::Sparse, true) => M::pte_sparse(),
+            (OpKind::Sparse, true) => {
+                M::encode_leaf(chip, &PteState::Sparse, big).map_err(|_| bad)?
+            }
             (OpKind::Unmap, true) => {
                 if big {
-                    M::pte_no_valid_4k()
+                    M::encode_leaf(chip, &PteState::NoValid4K, true).map_err(|_| bad)?
                 } else {
                     0
                 }
@@ -952,7 +1014,7 @@ impl<M: PtFormat, N: Slab<Node>, K: Slab<Kids>, V: VaRanges> AddressSpace<M, N, 
             (OpKind::Unmap | OpKind::Protect(_), false) => Self::next_old(c),
             (OpKind::Protect(a), true) => {
                 let old = Self::next_old(c);
-                M::reprotect(old, &a).map_err(|_| bad)?
+                M::reprotect(chip, LeafSlot::Pt { big }, old, &a).map_err(|_| bad)?
             }
         })
     }
@@ -1028,10 +1090,13 @@ impl<M: PtFormat, N: Slab<Node>, K: Slab<Kids>, V: VaRanges> AddressSpace<M, N, 
         let nbig = i64::from(mask.count_ones());
         let mut big_after = big.map_or(0, |b| b.live);
         if let Some(bn) = big {
-            big_after = u32::try_from((i64::from(bn.live) + i64::from(sign) * nbig).max(0)).unwrap_or(0);
+            big_after =
+                u32::try_from((i64::from(bn.live) + i64::from(sign) * nbig).max(0)).unwrap_or(0);
             let linked_before = bn.live > 0;
             let linked_after = big_after > 0;
-            let filler = |cnt: u8| if cnt > 0 { 0 } else { M::pte_no_valid_4k() };
+            let nv4k = M::encode_leaf(c.chip, &PteState::NoValid4K, true)
+                .map_err(|_| PassErr::Vmm(VmmError::Inconsistent))?;
+            let filler = |cnt: u8| if cnt > 0 { 0 } else { nv4k };
             let mut chg = 0u32;
             for j in 0..32u32 {
                 let leaf = mask & (1 << j) != 0;
@@ -1059,11 +1124,17 @@ impl<M: PtFormat, N: Slab<Node>, K: Slab<Kids>, V: VaRanges> AddressSpace<M, N, 
                 while j < 32 && chg & (1 << j) != 0 {
                     j += 1;
                 }
-                let ea = bn.addr.checked_add(a * 8).ok_or(PassErr::Vmm(VmmError::Inconsistent))?;
+                let ea = bn
+                    .addr
+                    .checked_add(a * 8)
+                    .ok_or(PassErr::Vmm(VmmError::Inconsistent))?;
                 if read {
                     for k in a..j {
                         if mask & (1 << k) != 0 {
-                            let ka = bn.addr.checked_add(k * 8).ok_or(PassErr::Vmm(VmmError::Inconsistent))?;
+                            let ka = bn
+                                .addr
+                                .checked_add(k * 8)
+                                .ok_or(PassErr::Vmm(VmmError::Inconsistent))?;
                             self.record(c, ka, 1, 1, protect.then_some(true))?;
                         }
                     }
@@ -1108,29 +1179,27 @@ impl<M: PtFormat, N: Slab<Node>, K: Slab<Kids>, V: VaRanges> AddressSpace<M, N, 
                     let (run, off) =
                         locate(runs, &mut c.cur, va.saturating_sub(c.req.s)).ok_or(bad)?;
                     let in_run = (run.len.saturating_sub(off) >> 12).min(cnt - k);
-                    let pv = |o: u64| PteValue {
-                        aperture: run.aperture,
-                        addr: PhysAddr::new(run.addr.raw().saturating_add(o)),
-                        attrs,
+                    let chip = c.chip;
+                    let enc = |o: u64| {
+                        let m = PteMapping {
+                            aperture: run.aperture,
+                            address: PhysAddr::new(run.addr.raw().saturating_add(o)),
+                            peer_id: run.peer_id,
+                            attrs,
+                        };
+                        M::encode_leaf(chip, &PteState::Valid(m), false).map_err(|_| bad)
                     };
-                    let first = M::encode_pte(&pv(off), PageSize::Size4K).map_err(|_| bad)?;
+                    let first = enc(off)?;
                     let mut step = 0;
                     if in_run > 1 {
-                        let second =
-                            M::encode_pte(&pv(off.saturating_add(SZ_4K)), PageSize::Size4K)
-                                .map_err(|_| bad)?;
+                        let second = enc(off.saturating_add(SZ_4K))?;
                         step = second.wrapping_sub(first);
-                        let last = M::encode_pte(
-                            &pv(off.saturating_add((in_run - 1) << 12)),
-                            PageSize::Size4K,
-                        )
-                        .map_err(|_| bad)?;
+                        let last = enc(off.saturating_add((in_run - 1) << 12))?;
                         if first.wrapping_add(step.wrapping_mul(in_run - 1)) != last {
                             // Not linear (cannot happen with in-place address fields): encode
                             // each one.
                             for t in 0..in_run {
-                                let w = M::encode_pte(&pv(off.saturating_add(t << 12)), PageSize::Size4K)
-                                    .map_err(|_| bad)?;
+                                let w = enc(off.saturating_add(t << 12))?;
                                 if let Some(s) = self.scratch.get_mut(uidx(k + t)) {
                                     *s = w;
                                 }
@@ -1166,7 +1235,15 @@ impl<M: PtFormat, N: Slab<Node>, K: Slab<Kids>, V: VaRanges> AddressSpace<M, N, 
 
     /// Applies the operation to the shadow after its writes and invalidate succeeded; returns
     /// the number of tables queued for cleanup. Cannot fail.
-    fn commit_dir(&mut self, req: &Req<'_>, cur: &mut Cur, ni: u32, level: usize, base: u64, unlinked: &mut u64) -> u32 {
+    fn commit_dir(
+        &mut self,
+        req: &Req<'_>,
+        cur: &mut Cur,
+        ni: u32,
+        level: usize,
+        base: u64,
+        unlinked: &mut u64,
+    ) -> u32 {
         let Some(dir) = self.node(ni) else { return 0 };
         let shift = M::dir_shift(level);
         let (first, last) = entry_span(req, base, shift, M::dir_entries(level));
@@ -1214,9 +1291,11 @@ impl<M: PtFormat, N: Slab<Node>, K: Slab<Kids>, V: VaRanges> AddressSpace<M, N, 
                                     *a = u8::try_from(v.clamp(0, 16)).unwrap_or(0);
                                 }
                             }
-                            sn.live = u32::try_from((i64::from(sn.live) + sign * nsmall).max(0)).unwrap_or(0);
+                            sn.live = u32::try_from((i64::from(sn.live) + sign * nsmall).max(0))
+                                .unwrap_or(0);
                             if sign < 0 {
-                                sn.refs = u32::try_from((i64::from(sn.refs) - nsmall).max(0)).unwrap_or(0);
+                                sn.refs = u32::try_from((i64::from(sn.refs) - nsmall).max(0))
+                                    .unwrap_or(0);
                             }
                             let after = sn.live > 0;
                             live += i64::from(after) - i64::from(before);
@@ -1237,9 +1316,11 @@ impl<M: PtFormat, N: Slab<Node>, K: Slab<Kids>, V: VaRanges> AddressSpace<M, N, 
                                     *s = u8::from(sign > 0);
                                 }
                             }
-                            bn.live = u32::try_from((i64::from(bn.live) + sign * nbig).max(0)).unwrap_or(0);
+                            bn.live = u32::try_from((i64::from(bn.live) + sign * nbig).max(0))
+                                .unwrap_or(0);
                             if sign < 0 {
-                                bn.refs = u32::try_from((i64::from(bn.refs) - nbig).max(0)).unwrap_or(0);
+                                bn.refs =
+                                    u32::try_from((i64::from(bn.refs) - nbig).max(0)).unwrap_or(0);
                             }
                             live += i64::from(bn.live > 0) - i64::from(before);
                         }
@@ -1256,7 +1337,9 @@ impl<M: PtFormat, N: Slab<Node>, K: Slab<Kids>, V: VaRanges> AddressSpace<M, N, 
                     let before = self.node(k).is_some_and(|n| n.live > 0);
                     let la = self.commit_dir(req, cur, k, level + 1, es, unlinked);
                     live += i64::from(la > 0) - i64::from(before);
-                    if matches!(req.kind, OpKind::Unmap) && self.node(k).is_some_and(|n| n.refs == 0 && !n.foreign) {
+                    if matches!(req.kind, OpKind::Unmap)
+                        && self.node(k).is_some_and(|n| n.refs == 0 && !n.foreign)
+                    {
                         self.make_pending(k);
                         self.set_kid(&dir, slot, KID_NONE);
                         refs -= 1;
@@ -1291,6 +1374,7 @@ impl<M: PtFormat, N: Slab<Node>, K: Slab<Kids>, V: VaRanges> AddressSpace<M, N, 
         };
         let mut store = SegSlab(&mut op.segs);
         let mut c = Ctx {
+            chip: self.cfg.chip,
             vram,
             req,
             mode: Mode::Read,
@@ -1303,10 +1387,17 @@ impl<M: PtFormat, N: Slab<Node>, K: Slab<Kids>, V: VaRanges> AddressSpace<M, N, 
             words: 0,
             leaves: 0,
         };
-        self.wp_dir(&mut c, 0, 0, 0).map(|_| ()).map_err(VmmError::from)
+        self.wp_dir(&mut c, 0, 0, 0)
+            .map(|_| ())
+            .map_err(VmmError::from)
     }
 
-    pub(crate) fn execute_inner<'r, W: VramAccess + ?Sized, T: TlbInvalidate + ?Sized, G: Slab<Seg>>(
+    pub(crate) fn execute_inner<
+        'r,
+        W: VramAccess + ?Sized,
+        T: TlbInvalidate + ?Sized,
+        G: Slab<Seg>,
+    >(
         &mut self,
         vram: &mut W,
         tlb: &mut T,
@@ -1319,6 +1410,7 @@ impl<M: PtFormat, N: Slab<Node>, K: Slab<Kids>, V: VaRanges> AddressSpace<M, N, 
         };
         let mut store = SegSlab(&mut op.segs);
         let mut c = Ctx {
+            chip: self.cfg.chip,
             vram: &mut *vram,
             req,
             mode: Mode::New,
@@ -1333,9 +1425,14 @@ impl<M: PtFormat, N: Slab<Node>, K: Slab<Kids>, V: VaRanges> AddressSpace<M, N, 
         };
         let res = self.wp_dir(&mut c, 0, 0, 0);
         let (runs, top, words, leaves) = (c.run_no, c.top, c.words, c.leaves);
-        let fail = |s: &mut Self, vram: &mut W, op: &mut Prepared<'r, G>, limit: u64| -> Option<VramError> {
+        let fail = |s: &mut Self,
+                    vram: &mut W,
+                    op: &mut Prepared<'r, G>,
+                    limit: u64|
+         -> Option<VramError> {
             let mut store = SegSlab(&mut op.segs);
             let mut c = Ctx {
+                chip: s.cfg.chip,
                 vram,
                 req,
                 mode: Mode::Old { limit },
@@ -1356,9 +1453,15 @@ impl<M: PtFormat, N: Slab<Node>, K: Slab<Kids>, V: VaRanges> AddressSpace<M, N, 
         if let Err(e) = res {
             // Runs 0..runs-1 were written; run `runs - 1` may be partial.
             let limit = runs.saturating_sub(1);
-            let rb = if runs > 0 { fail(self, vram, &mut op, limit) } else { None };
+            let rb = if runs > 0 {
+                fail(self, vram, &mut op, limit)
+            } else {
+                None
+            };
             let error = match (e, rb) {
-                (PassErr::Vram(first), Some(rollback)) => VmmError::RollbackFailed { first, rollback },
+                (PassErr::Vram(first), Some(rollback)) => {
+                    VmmError::RollbackFailed { first, rollback }
+                }
                 (e, _) => e.into(),
             };
             return Err(ExecFailed { op, error });
@@ -1366,7 +1469,8 @@ impl<M: PtFormat, N: Slab<Node>, K: Slab<Kids>, V: VaRanges> AddressSpace<M, N, 
         let cache_level = match top {
             None => CacheLevel::PteOnly,
             Some(l) => {
-                let pde = u32::try_from(M::DIR_LEVELS.saturating_sub(1).saturating_sub(l)).unwrap_or(0);
+                let pde =
+                    u32::try_from(M::DIR_LEVELS.saturating_sub(1).saturating_sub(l)).unwrap_or(0);
                 CacheLevel::up_to_pde(pde).unwrap_or(CacheLevel::All)
             }
         };
@@ -1465,15 +1569,23 @@ impl<M: PtFormat, N: Slab<Node>, K: Slab<Kids>, V: VaRanges> AddressSpace<M, N, 
         Ok(())
     }
 
-    fn import_node(&mut self, vram_size: u64, level: usize, ptr: TablePtr, kind: NodeKind, bytes: u64) -> Result<u32, VmmError> {
+    fn import_node(
+        &mut self,
+        vram_size: u64,
+        level: usize,
+        ptr: PdeTable,
+        kind: NodeKind,
+        bytes: u64,
+    ) -> Result<u32, VmmError> {
         let l8 = u8::try_from(level).unwrap_or(u8::MAX);
-        if ptr.aperture != Aperture::Vidmem {
-            return Err(WalkError::SysmemTable { level: l8, addr: ptr.addr }.into());
+        let addr = ptr.address.raw();
+        if ptr.aperture != TableAperture::Vidmem {
+            return Err(WalkError::SysmemTable { level: l8, addr }.into());
         }
-        if ptr.addr.checked_add(bytes).is_none_or(|e| e > vram_size) {
-            return Err(WalkError::WildTable { level: l8, addr: ptr.addr }.into());
+        if addr.checked_add(bytes).is_none_or(|e| e > vram_size) {
+            return Err(WalkError::WildTable { level: l8, addr }.into());
         }
-        let i = self.new_node(VramAddress::new(ptr.addr), l8, kind)?;
+        let i = self.new_node(VramAddress::new(addr), l8, kind)?;
         if let Some(n) = self.node_mut(i) {
             n.foreign = true;
             n.refs = 1;
@@ -1502,23 +1614,28 @@ impl<M: PtFormat, N: Slab<Node>, K: Slab<Kids>, V: VaRanges> AddressSpace<M, N, 
         let mut counted = 0u32;
         for i in 0..M::dir_entries(level) {
             let es = base.saturating_add(i.saturating_mul(span));
-            let ea = dir.addr.checked_add(i * words * 8).ok_or(VmmError::Inconsistent)?;
+            let ea = dir
+                .addr
+                .checked_add(i * words * 8)
+                .ok_or(VmmError::Inconsistent)?;
             let lo = vram.read64(ea)?;
             if dual {
                 let hi = vram.read64(ea.checked_add(8).ok_or(VmmError::Inconsistent)?)?;
-                let st = M::decode_dual([lo, hi]).map_err(|error| WalkError::Malformed {
-                    level: u8::try_from(level).unwrap_or(0),
-                    entry: ea,
-                    error,
+                let st = M::decode_dual_pde(self.cfg.chip, [lo, hi]).map_err(|error| {
+                    WalkError::Malformed {
+                        level: u8::try_from(level).unwrap_or(0),
+                        entry: ea,
+                        error,
+                    }
                 })?;
                 match st {
-                    DualState::Leaf(LeafState::Invalid | LeafState::NoValid4K) => {}
-                    DualState::Leaf(_) | DualState::Sparse => {
+                    DualPdeState::Pte(_) | DualPdeState::Sparse => {
                         self.set_kid(&dir, i * 2, KID_FOREIGN);
                         counted += 1;
                         self.note_va(pend, es, es.saturating_add(span))?;
                     }
-                    DualState::Tables { big, small } => {
+                    DualPdeState::Tables { big, small } => {
+                        let (big, small) = (big.table().copied(), small.table().copied());
                         let lvl = pt_level::<M>();
                         let mut big_live = 0u32;
                         if let Some(b) = big {
@@ -1538,14 +1655,16 @@ impl<M: PtFormat, N: Slab<Node>, K: Slab<Kids>, V: VaRanges> AddressSpace<M, N, 
                 }
                 continue;
             }
-            let st = M::decode_pde(level, lo).map_err(|error| WalkError::Malformed {
-                level: u8::try_from(level).unwrap_or(0),
-                entry: ea,
-                error,
+            let st = M::decode_upper(self.cfg.chip, level, lo).map_err(|error| {
+                WalkError::Malformed {
+                    level: u8::try_from(level).unwrap_or(0),
+                    entry: ea,
+                    error,
+                }
             })?;
             match st {
-                PdeState::Invalid | PdeState::Leaf(LeafState::Invalid | LeafState::NoValid4K) => {}
-                PdeState::Sparse | PdeState::Leaf(_) => {
+                PdeState::Invalid => {}
+                PdeState::Sparse | PdeState::Pte(_) => {
                     self.set_kid(&dir, i, KID_FOREIGN);
                     counted += 1;
                     self.note_va(pend, es, es.saturating_add(span))?;
@@ -1583,15 +1702,20 @@ impl<M: PtFormat, N: Slab<Node>, K: Slab<Kids>, V: VaRanges> AddressSpace<M, N, 
         let mut sub = [0u8; 32];
         let mut k = 0u64;
         while k < count {
-            vram.read_u64s(n.addr.checked_add(k * 8).ok_or(VmmError::Inconsistent)?, &mut buf)?;
+            vram.read_u64s(
+                n.addr.checked_add(k * 8).ok_or(VmmError::Inconsistent)?,
+                &mut buf,
+            )?;
             for (t, &w) in (0u64..).zip(buf.iter()) {
                 let slot = k + t;
-                let st = M::decode_pte(w, big).map_err(|error| WalkError::Malformed {
-                    level: u8::try_from(M::DIR_LEVELS).unwrap_or(0),
-                    entry: n.addr,
-                    error,
+                let st = M::decode_leaf(self.cfg.chip, w, big).map_err(|error| {
+                    WalkError::Malformed {
+                        level: u8::try_from(M::DIR_LEVELS).unwrap_or(0),
+                        entry: n.addr,
+                        error,
+                    }
                 })?;
-                if matches!(st, LeafState::Valid(_) | LeafState::Sparse) {
+                if matches!(st, PteState::Valid(_) | PteState::Sparse) {
                     live += 1;
                     let j = if big { slot } else { slot >> 4 };
                     if let Some(x) = sub.get_mut(uidx(j)) {
@@ -1626,35 +1750,12 @@ fn entry_span(req: &Req<'_>, base: u64, shift: u32, entries: u64) -> (u64, u64) 
     (first.min(entries), last)
 }
 
-/// Restricts a PD0 plan to the part of the entry inside `req` (whole slots only).
-fn clip_plan(mask: u32, n: [u8; 32], eb: u64, req: &Req<'_>) -> (u32, [u8; 32]) {
-    let mut m = 0u32;
-    let mut out = [0u8; 32];
-    for j in 0..32u64 {
-        let sb = eb.saturating_add(j << 16);
-        let se = sb.saturating_add(SZ_64K);
-        if mask & (1 << j) != 0 {
-            if sb >= req.s && se <= req.e {
-                m |= 1 << j;
-            }
-        } else if let Some(&c) = n.get(uidx(j)) {
-            if c > 0 {
-                let a = sb.max(req.s);
-                let b = se.min(req.e);
-                // The 4 KiB pieces of this slot that lie before `req.e` were referenced.
-                let full_lo = sb.saturating_add(SZ_64K - u64::from(c) * SZ_4K).min(se);
-                let lo = a.max(full_lo.min(a.max(sb)));
-                if let Some(o) = out.get_mut(uidx(j)) {
-                    *o = u8::try_from(b.saturating_sub(lo) >> 12).unwrap_or(0);
-                }
-            }
-        }
-    }
-    (m, out)
-}
-
 /// Locates op offset `off` in `runs`: the run and the offset inside it.
-fn locate<'r>(runs: &'r [super::PhysRun], cur: &mut Cur, off: u64) -> Option<(&'r super::PhysRun, u64)> {
+fn locate<'r>(
+    runs: &'r [super::PhysRun],
+    cur: &mut Cur,
+    off: u64,
+) -> Option<(&'r super::PhysRun, u64)> {
     if off < cur.base {
         *cur = Cur::default();
     }
@@ -1676,32 +1777,14 @@ fn set_bit(bits: &mut [u64], i: u64) {
 }
 
 fn get_bit(bits: &[u64], i: u64) -> bool {
-    bits.get(uidx(i >> 6)).is_some_and(|w| w & (1 << (i & 63)) != 0)
-}
-
-fn check_valid_kind<M: PtFormat>(w: u64, big: bool) -> Option<bool> {
-    match M::decode_pte(w, big) {
-        Ok(LeafState::Valid(_)) => Some(true),
-        _ => {
-            // Large leaves are stored in directory slots; decode as a PTE anyway.
-            Some(false)
-        }
-    }
+    bits.get(uidx(i >> 6))
+        .is_some_and(|w| w & (1 << (i & 63)) != 0)
 }
 
 /// Saved-entry storage used by the passes.
 pub(crate) trait SegStore {
     fn seg(&self, i: usize) -> Option<Seg>;
     fn push_word(&mut self, w: u64) -> Result<(), super::NoRoom>;
-}
-
-impl SegStore for () {
-    fn seg(&self, _: usize) -> Option<Seg> {
-        None
-    }
-    fn push_word(&mut self, _: u64) -> Result<(), super::NoRoom> {
-        Err(super::NoRoom)
-    }
 }
 
 /// Adapter from a `Slab<Seg>` to [`SegStore`], compressing arithmetic runs.
@@ -1733,14 +1816,5 @@ impl<G: Slab<Seg>> SegStore for SegSlab<'_, G> {
             step: 0,
             count: 1,
         })
-    }
-}
-
-impl SegStore for SegSlab<'_, ()> {
-    fn seg(&self, _: usize) -> Option<Seg> {
-        None
-    }
-    fn push_word(&mut self, _: u64) -> Result<(), super::NoRoom> {
-        Err(super::NoRoom)
     }
 }

@@ -36,6 +36,8 @@ pub mod alloc_trait;
 mod engine;
 pub mod node;
 pub mod store;
+#[cfg(test)]
+mod tests;
 pub mod va;
 
 use core::fmt;
@@ -43,9 +45,10 @@ use core::marker::PhantomData;
 
 use crate::addr::{PageSize, PhysAddr, VirtAddr, VramAddress};
 use crate::chip::Chip;
+use crate::mmu::{PteAperture, PteAttrs, PteMapping, PteState};
 use crate::tlb::{CacheLevel, TlbError, TlbInvalidate};
 use crate::vram::{VramAccess, VramError};
-use crate::walk::{self, Aperture, PtFormat, PteAttrs, Translation, WalkError, WalkItem};
+use crate::walk::{self, PtFormat, Translation, WalkError, WalkItem};
 
 pub use alloc_trait::{PageTableAllocator, PtAllocError, TABLE_BYTES};
 pub use engine::Seg;
@@ -53,13 +56,15 @@ pub use node::{Kids, Node, NodeKind};
 pub use store::{FixedSlab, NoRoom, Slab};
 pub use va::{SortedVa, VaError, VaInterval, VaRanges};
 
-use node::{KID_FOREIGN, KID_NONE};
+use node::KID_NONE;
 
 /// One physically contiguous piece of memory to map.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub struct PhysRun {
     /// Where it is.
-    pub aperture: Aperture,
+    pub aperture: PteAperture,
+    /// Peer slot (0..=7) when `aperture` is `Peer`, else 0.
+    pub peer_id: u8,
     /// First byte (4 KiB aligned).
     pub addr: PhysAddr,
     /// Length in bytes (a multiple of 4 KiB).
@@ -71,7 +76,8 @@ impl PhysRun {
     #[must_use]
     pub const fn vram(addr: VramAddress, len: u64) -> Self {
         Self {
-            aperture: Aperture::Vidmem,
+            aperture: PteAperture::Vidmem,
+            peer_id: 0,
             addr: PhysAddr::new(addr.raw()),
             len,
         }
@@ -325,7 +331,7 @@ impl<M, N, K, V> fmt::Debug for AddressSpace<M, N, K, V> {
 }
 
 /// An address space whose bookkeeping lives in `Vec`s (the `alloc` feature).
-#[cfg(feature = "alloc")]
+#[cfg(any(feature = "alloc", test))]
 pub type VecAddressSpace<M> = AddressSpace<
     M,
     alloc::vec::Vec<Node>,
@@ -333,7 +339,7 @@ pub type VecAddressSpace<M> = AddressSpace<
     SortedVa<alloc::vec::Vec<VaInterval>>,
 >;
 
-#[cfg(feature = "alloc")]
+#[cfg(any(feature = "alloc", test))]
 impl<M: PtFormat> VecAddressSpace<M> {
     /// [`AddressSpace::new`] with `Vec` bookkeeping.
     ///
@@ -379,7 +385,13 @@ impl<M: PtFormat> VecAddressSpace<M> {
 static NEXT_ID: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(1);
 
 impl<M: PtFormat, N: Slab<Node>, K: Slab<Kids>, V: VaRanges> AddressSpace<M, N, K, V> {
-    fn empty(cfg: SpaceConfig, root: VramAddress, nodes: N, kids: K, va: V) -> Result<Self, VmmError> {
+    fn empty(
+        cfg: SpaceConfig,
+        root: VramAddress,
+        nodes: N,
+        kids: K,
+        va: V,
+    ) -> Result<Self, VmmError> {
         if cfg.chip.mmu_version() != M::VERSION {
             return Err(VmmError::WrongFormat(cfg.chip));
         }
@@ -493,7 +505,7 @@ impl<M: PtFormat, N: Slab<Node>, K: Slab<Kids>, V: VaRanges> AddressSpace<M, N, 
         vram: &mut W,
         va: VirtAddr,
     ) -> Result<Translation, WalkError> {
-        walk::translate::<M, W>(vram, self.root_addr, va)
+        walk::translate::<M, W>(self.cfg.chip, vram, self.root_addr, va)
     }
 
     /// Visits every mapped page and sparse range in `[start, end)` (from VRAM), in VA order.
@@ -508,7 +520,7 @@ impl<M: PtFormat, N: Slab<Node>, K: Slab<Kids>, V: VaRanges> AddressSpace<M, N, 
         end: VirtAddr,
         visit: impl FnMut(WalkItem) -> core::ops::ControlFlow<()>,
     ) -> Result<walk::WalkStats, WalkError> {
-        walk::walk_range::<M, W>(vram, self.root_addr, start, end, visit)
+        walk::walk_range::<M, W>(self.cfg.chip, vram, self.root_addr, start, end, visit)
     }
 
     /// Number of page tables the space holds (root and foreign tables included; pending ones
@@ -517,11 +529,7 @@ impl<M: PtFormat, N: Slab<Node>, K: Slab<Kids>, V: VaRanges> AddressSpace<M, N, 
     pub fn table_count(&self) -> usize {
         let mut n = 0usize;
         for i in 0..self.nodes.len() {
-            if self
-                .nodes
-                .get(i)
-                .is_some_and(|x| x.kind != NodeKind::Free)
-            {
+            if self.nodes.get(i).is_some_and(|x| x.kind != NodeKind::Free) {
                 n = n.saturating_add(1);
             }
         }
@@ -611,7 +619,7 @@ impl<M: PtFormat, N: Slab<Node>, K: Slab<Kids>, V: VaRanges> AddressSpace<M, N, 
         attrs: PteAttrs,
         page_size: Option<PageSize>,
     ) -> Result<Prepared<'r, ()>, VmmError> {
-        if runs.iter().any(|r| r.aperture != Aperture::Vidmem) {
+        if runs.iter().any(|r| r.aperture != PteAperture::Vidmem) {
             return Err(VmmError::ExternalAperture);
         }
         self.prepare_map_inner(alloc, vram, placement, runs, attrs, page_size)
@@ -634,7 +642,11 @@ impl<M: PtFormat, N: Slab<Node>, K: Slab<Kids>, V: VaRanges> AddressSpace<M, N, 
     /// [`VmmError::BadAttrs`] for bad input; [`VmmError::Va`] when the VA is taken;
     /// [`VmmError::PtAlloc`] / [`VmmError::NoRoom`] / [`VmmError::Vram`] when a table cannot be
     /// allocated or zeroed (everything taken is returned).
-    pub unsafe fn prepare_map_external<'r, A: PageTableAllocator + ?Sized, W: VramAccess + ?Sized>(
+    pub unsafe fn prepare_map_external<
+        'r,
+        A: PageTableAllocator + ?Sized,
+        W: VramAccess + ?Sized,
+    >(
         &mut self,
         alloc: &mut A,
         vram: &mut W,
@@ -665,10 +677,8 @@ impl<M: PtFormat, N: Slab<Node>, K: Slab<Kids>, V: VaRanges> AddressSpace<M, N, 
             {
                 return Err(VmmError::BadRuns);
             }
-            if let Aperture::Peer(p) = r.aperture {
-                if p > 7 {
-                    return Err(VmmError::BadAttrs);
-                }
+            if r.peer_id > 7 || (r.peer_id != 0 && r.aperture != PteAperture::Peer) {
+                return Err(VmmError::BadAttrs);
             }
             len = len.checked_add(r.len).ok_or(VmmError::BadRuns)?;
             min_align = min_align.min(1u64 << r.addr.raw().trailing_zeros().min(63));
@@ -685,14 +695,22 @@ impl<M: PtFormat, N: Slab<Node>, K: Slab<Kids>, V: VaRanges> AddressSpace<M, N, 
                 return Err(VmmError::BadPageSize(ps));
             }
         }
-        // Check the attributes encode, once, with the first run.
-        if let Some(r) = runs.first() {
-            let probe = walk::PteValue {
-                aperture: r.aperture,
-                addr: r.addr,
-                attrs,
-            };
-            M::encode_pte(&probe, PageSize::Size4K).map_err(|_| VmmError::BadAttrs)?;
+        // Check that every run's first and last page encode, so that execute cannot fail on
+        // an encoding.
+        for r in runs {
+            for a in [
+                r.addr.raw(),
+                r.addr.raw().saturating_add(r.len).saturating_sub(4096),
+            ] {
+                let probe = PteMapping {
+                    aperture: r.aperture,
+                    address: PhysAddr::new(a),
+                    peer_id: r.peer_id,
+                    attrs,
+                };
+                M::encode_leaf(self.cfg.chip, &PteState::Valid(probe), false)
+                    .map_err(|_| VmmError::BadAttrs)?;
+            }
         }
         let kind = OpKind::Map {
             runs,
@@ -718,7 +736,15 @@ impl<M: PtFormat, N: Slab<Node>, K: Slab<Kids>, V: VaRanges> AddressSpace<M, N, 
         len: u64,
     ) -> Result<Prepared<'static, ()>, VmmError> {
         let best = self.best_align(u64::MAX, len);
-        self.prepare_add(alloc, vram, placement, len, OpKind::Sparse, crate::addr::PAGE_BYTES, best)
+        self.prepare_add(
+            alloc,
+            vram,
+            placement,
+            len,
+            OpKind::Sparse,
+            crate::addr::PAGE_BYTES,
+            best,
+        )
     }
 
     fn size_allowed(&self, ps: PageSize) -> bool {
@@ -768,7 +794,10 @@ impl<M: PtFormat, N: Slab<Node>, K: Slab<Kids>, V: VaRanges> AddressSpace<M, N, 
                     return Err(VmmError::BadRange);
                 }
                 let a = align.max(min_align).max(best_align);
-                match self.va.reserve_any(len, a, self.cfg.va_start, self.cfg.va_end) {
+                match self
+                    .va
+                    .reserve_any(len, a, self.cfg.va_start, self.cfg.va_end)
+                {
                     Ok(s) => s,
                     Err(VaError::NoSpace) if a > align.max(min_align) => self.va.reserve_any(
                         len,
@@ -803,25 +832,29 @@ impl<M: PtFormat, N: Slab<Node>, K: Slab<Kids>, V: VaRanges> AddressSpace<M, N, 
         }
     }
 
-    /// Cancels a prepared map or sparse operation: drops its references, frees the tables only
-    /// it needed (they were never linked), and releases its VA. Cancelling an unmap or protect
-    /// only drops its saved entries.
+    /// Cancels a prepared operation. A map or sparse reservation drops its references, frees
+    /// the tables only it needed (never linked, so no invalidate is needed) and releases its
+    /// VA. An unmap hands the mapping back; a protect just drops its saved entries.
     ///
     /// # Errors
     ///
-    /// [`VmmError::WrongSpace`] if the operation belongs to another address space (it is
-    /// returned untouched inside the error's operation... it is dropped, holding nothing here).
+    /// [`VmmError::WrongSpace`] if the operation belongs to another address space (then
+    /// nothing here is touched).
     pub fn cancel<A: PageTableAllocator + ?Sized, G>(
         &mut self,
         alloc: &mut A,
         op: Prepared<'_, G>,
-    ) -> Result<(), VmmError> {
+    ) -> Result<Option<Mapping>, VmmError> {
         self.check_space(op.space)?;
-        if matches!(op.kind, OpKind::Map { .. } | OpKind::Sparse) {
-            self.unref_range(alloc, &op, op.end);
-            let _ = self.va.release(op.start, op.end.saturating_sub(op.start));
+        match op.kind {
+            OpKind::Map { .. } | OpKind::Sparse => {
+                self.unref_range(alloc, &op, op.end);
+                let _ = self.va.release(op.start, op.end.saturating_sub(op.start));
+                Ok(None)
+            }
+            OpKind::Unmap => Ok(Some(self.mapping(op.start, op.end, op.sparse_mapping))),
+            OpKind::Protect(_) => Ok(None),
         }
-        Ok(())
     }
 
     /// Prepares unmapping a mapping or releasing a sparse reservation. Reads the entries it will
@@ -927,13 +960,9 @@ impl<M: PtFormat, N: Slab<Node>, K: Slab<Kids>, V: VaRanges> AddressSpace<M, N, 
             space: self.id,
         }
     }
-
-    pub(crate) fn foreign_kid() -> u32 {
-        KID_FOREIGN
-    }
 }
 
-#[cfg(feature = "alloc")]
+#[cfg(any(feature = "alloc", test))]
 impl<M: PtFormat, N: Slab<Node>, K: Slab<Kids>, V: VaRanges> AddressSpace<M, N, K, V> {
     /// Prepare + execute + cleanup of a map, for callers outside any fence path (BAR1 setup,
     /// tests).
@@ -941,7 +970,11 @@ impl<M: PtFormat, N: Slab<Node>, K: Slab<Kids>, V: VaRanges> AddressSpace<M, N, 
     /// # Errors
     ///
     /// Any error of the three steps; on an execute failure the operation is cancelled.
-    pub fn map<A: PageTableAllocator + ?Sized, W: VramAccess + ?Sized, T: TlbInvalidate + ?Sized>(
+    pub fn map<
+        A: PageTableAllocator + ?Sized,
+        W: VramAccess + ?Sized,
+        T: TlbInvalidate + ?Sized,
+    >(
         &mut self,
         alloc: &mut A,
         vram: &mut W,
@@ -960,7 +993,11 @@ impl<M: PtFormat, N: Slab<Node>, K: Slab<Kids>, V: VaRanges> AddressSpace<M, N, 
     /// # Errors
     ///
     /// As [`AddressSpace::map`].
-    pub fn reserve_sparse<A: PageTableAllocator + ?Sized, W: VramAccess + ?Sized, T: TlbInvalidate + ?Sized>(
+    pub fn reserve_sparse<
+        A: PageTableAllocator + ?Sized,
+        W: VramAccess + ?Sized,
+        T: TlbInvalidate + ?Sized,
+    >(
         &mut self,
         alloc: &mut A,
         vram: &mut W,
@@ -972,7 +1009,11 @@ impl<M: PtFormat, N: Slab<Node>, K: Slab<Kids>, V: VaRanges> AddressSpace<M, N, 
         self.finish_add(alloc, vram, tlb, op)
     }
 
-    fn finish_add<A: PageTableAllocator + ?Sized, W: VramAccess + ?Sized, T: TlbInvalidate + ?Sized>(
+    fn finish_add<
+        A: PageTableAllocator + ?Sized,
+        W: VramAccess + ?Sized,
+        T: TlbInvalidate + ?Sized,
+    >(
         &mut self,
         alloc: &mut A,
         vram: &mut W,
@@ -998,7 +1039,11 @@ impl<M: PtFormat, N: Slab<Node>, K: Slab<Kids>, V: VaRanges> AddressSpace<M, N, 
     /// # Errors
     ///
     /// Any error of the steps; the mapping is handed back when nothing was changed.
-    pub fn unmap<A: PageTableAllocator + ?Sized, W: VramAccess + ?Sized, T: TlbInvalidate + ?Sized>(
+    pub fn unmap<
+        A: PageTableAllocator + ?Sized,
+        W: VramAccess + ?Sized,
+        T: TlbInvalidate + ?Sized,
+    >(
         &mut self,
         alloc: &mut A,
         vram: &mut W,
@@ -1015,7 +1060,11 @@ impl<M: PtFormat, N: Slab<Node>, K: Slab<Kids>, V: VaRanges> AddressSpace<M, N, 
                 Ok(s)
             }
             Ok(Executed::Mapped(m, _)) => Err((Some(m), VmmError::Inconsistent)),
-            Err(ExecFailed { error, .. }) => Err((Some(self.mapping(start, end, sparse)), error)),
+            Err(ExecFailed { op, error }) => {
+                let m = self.cancel(alloc, op).ok().flatten();
+                let _ = (start, end, sparse);
+                Err((m, error))
+            }
         }
     }
 

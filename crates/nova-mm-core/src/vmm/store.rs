@@ -120,7 +120,7 @@ impl<T: Copy> Slab<T> for FixedSlab<'_, T> {
     }
 }
 
-#[cfg(feature = "alloc")]
+#[cfg(any(feature = "alloc", test))]
 impl<T: Copy> Slab<T> for alloc::vec::Vec<T> {
     fn len(&self) -> usize {
         alloc::vec::Vec::len(self)
@@ -175,9 +175,42 @@ mod tests {
         s.insert_reserved(0, 7).unwrap();
         s.push_reserved(9).unwrap();
         assert_eq!(s.push_reserved(4), Err(NoRoom));
-        assert_eq!((s.get(0), s.get(1), s.get(2), s.get(3)), (Some(&7), Some(&1), Some(&9), None));
+        assert_eq!(
+            (s.get(0), s.get(1), s.get(2), s.get(3)),
+            (Some(&7), Some(&1), Some(&9), None)
+        );
         assert_eq!(s.remove(0), Some(7));
         assert_eq!(s.len(), 2);
         assert_eq!(s.get(0), Some(&1));
+    }
+}
+
+/// The empty slab: never holds anything (operations that save nothing use it).
+impl<T: Copy> Slab<T> for () {
+    fn len(&self) -> usize {
+        0
+    }
+    fn try_reserve(&mut self, additional: usize) -> Result<(), NoRoom> {
+        if additional == 0 {
+            Ok(())
+        } else {
+            Err(NoRoom)
+        }
+    }
+    fn push_reserved(&mut self, _: T) -> Result<(), NoRoom> {
+        Err(NoRoom)
+    }
+    fn get(&self, _: usize) -> Option<&T> {
+        None
+    }
+    fn get_mut(&mut self, _: usize) -> Option<&mut T> {
+        None
+    }
+    fn truncate(&mut self, _: usize) {}
+    fn insert_reserved(&mut self, _: usize, _: T) -> Result<(), NoRoom> {
+        Err(NoRoom)
+    }
+    fn remove(&mut self, _: usize) -> Option<T> {
+        None
     }
 }

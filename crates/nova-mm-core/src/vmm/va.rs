@@ -178,6 +178,9 @@ mod tests {
         va.release(0x1000, 0x1000).unwrap();
         assert!(va.is_free(0x1000, 0x1000));
         assert_eq!(va.reserve_any(0x8000, 0x8000, 0, 0x10000), Ok(0x8000));
-        assert_eq!(va.reserve_any(0x8000, 0x8000, 0, 0x10000), Err(VaError::NoSpace));
+        assert_eq!(
+            va.reserve_any(0x8000, 0x8000, 0, 0x10000),
+            Err(VaError::NoSpace)
+        );
     }
 }

@@ -15,13 +15,16 @@ pub mod format;
 
 use core::ops::ControlFlow;
 
-use crate::addr::{PageSize, VirtAddr, VramAddress};
+use crate::addr::{PageSize, PhysAddr, VirtAddr, VramAddress};
+use crate::chip::Chip;
+use crate::mmu::{
+    DualHalf, DualPdeState, FormatError, PdeAttrs, PdeState, PdeTable, PteMapping, PteState,
+    TableAperture,
+};
 use crate::vram::{VramAccess, VramError};
 
-pub use format::{
-    Aperture, DualState, FormatError, LeafState, PdeState, PtFormat, PteAttrs, PteValue, TablePtr,
-};
 use format::{dir_entry_words, dir_table_bytes, is_dual, BIG_PT_BYTES, SMALL_PT_BYTES};
+pub use format::{LeafSlot, PtFormat};
 
 /// Why a walk failed.
 #[derive(Clone, Copy, PartialEq, Eq, Debug, thiserror::Error)]
@@ -76,7 +79,7 @@ pub enum Translation {
         /// Page size.
         size: PageSize,
         /// The PTE.
-        pte: PteValue,
+        pte: PteMapping,
     },
     /// Sparse at the given granularity: reads give zero, writes are dropped.
     Sparse {
@@ -89,13 +92,13 @@ pub enum Translation {
 }
 
 impl Translation {
-    /// The physical address `va` reaches, with its aperture, if mapped.
+    /// The physical address `va` reaches, if mapped (the aperture and peer id are in the PTE).
     #[must_use]
-    pub fn phys(&self, va: VirtAddr) -> Option<(Aperture, u64)> {
+    pub fn phys(&self, va: VirtAddr) -> Option<u64> {
         match self {
             Translation::Mapped { page_va, pte, .. } => {
                 let off = va.offset_from(*page_va)?;
-                Some((pte.aperture, pte.addr.raw().checked_add(off)?))
+                pte.address.raw().checked_add(off)
             }
             _ => None,
         }
@@ -112,7 +115,7 @@ pub enum WalkItem {
         /// Page size.
         size: PageSize,
         /// The PTE (aperture, physical address, permissions, kind, peer id).
-        pte: PteValue,
+        pte: PteMapping,
     },
     /// A sparse range `[va, va + len)`.
     Sparse {
@@ -149,6 +152,15 @@ pub fn va_end<M: PtFormat>() -> u64 {
     1u64.checked_shl(M::VERSION.va_bits()).unwrap_or(u64::MAX)
 }
 
+/// A table pointer for the root.
+fn root_ptr(root: VramAddress) -> PdeTable {
+    PdeTable {
+        aperture: TableAperture::Vidmem,
+        address: PhysAddr::new(root.raw()),
+        attrs: PdeAttrs::default(),
+    }
+}
+
 /// Index of `va` in a table at directory level `level`.
 fn dir_index<M: PtFormat>(level: usize, va: u64) -> u64 {
     let shift = M::dir_shift(level);
@@ -159,22 +171,17 @@ fn dir_index<M: PtFormat>(level: usize, va: u64) -> u64 {
 fn check_table(
     vram_size: u64,
     level: usize,
-    ptr: TablePtr,
+    ptr: PdeTable,
     bytes: u64,
 ) -> Result<VramAddress, WalkError> {
     let level = u8::try_from(level).unwrap_or(u8::MAX);
-    if ptr.aperture != Aperture::Vidmem {
-        return Err(WalkError::SysmemTable {
-            level,
-            addr: ptr.addr,
-        });
+    let addr = ptr.address.raw();
+    if ptr.aperture != TableAperture::Vidmem {
+        return Err(WalkError::SysmemTable { level, addr });
     }
-    match ptr.addr.checked_add(bytes) {
-        Some(end) if end <= vram_size => Ok(VramAddress::new(ptr.addr)),
-        _ => Err(WalkError::WildTable {
-            level,
-            addr: ptr.addr,
-        }),
+    match addr.checked_add(bytes) {
+        Some(end) if end <= vram_size => Ok(VramAddress::new(addr)),
+        _ => Err(WalkError::WildTable { level, addr }),
     }
 }
 
@@ -200,6 +207,7 @@ fn oob(addr: VramAddress) -> WalkError {
 ///
 /// [`WalkError`] when the VA is out of range, VRAM cannot be read, or the tables are corrupt.
 pub fn translate<M: PtFormat, V: VramAccess + ?Sized>(
+    chip: Chip,
     vram: &mut V,
     root: VramAddress,
     va: VirtAddr,
@@ -209,15 +217,7 @@ pub fn translate<M: PtFormat, V: VramAccess + ?Sized>(
         return Err(WalkError::VaOutOfRange(va));
     }
     let size = vram.size();
-    let mut table = check_table(
-        size,
-        0,
-        TablePtr {
-            aperture: Aperture::Vidmem,
-            addr: root.raw(),
-        },
-        dir_table_bytes::<M>(0),
-    )?;
+    let mut table = check_table(size, 0, root_ptr(root), dir_table_bytes::<M>(0))?;
     for level in 0..M::DIR_LEVELS {
         let idx = dir_index::<M>(level, v);
         let words = dir_entry_words::<M>(level);
@@ -226,45 +226,49 @@ pub fn translate<M: PtFormat, V: VramAccess + ?Sized>(
         if is_dual::<M>(level) {
             let mut raw = [0u64; 2];
             vram.read_u64s(ea, &mut raw)?;
-            let st = M::decode_dual(raw).map_err(|e| malformed(level, ea, e))?;
+            let st = M::decode_dual_pde(chip, raw).map_err(|e| malformed(level, ea, e))?;
             return match st {
-                DualState::Leaf(LeafState::Valid(pte)) => Ok(Translation::Mapped {
+                DualPdeState::Pte(pte) => Ok(Translation::Mapped {
                     page_va: page_of(21),
                     size: PageSize::Size2M,
                     pte,
                 }),
-                DualState::Leaf(LeafState::Sparse) | DualState::Sparse => Ok(Translation::Sparse {
+                DualPdeState::Sparse => Ok(Translation::Sparse {
                     size: PageSize::Size2M,
                 }),
-                DualState::Leaf(_) => Ok(Translation::Unmapped),
-                DualState::Tables { big, small } => {
-                    translate_pt::<M, V>(vram, level, big, small, v, page_of)
-                }
+                DualPdeState::Tables { big, small } => translate_pt::<M, V>(
+                    chip,
+                    vram,
+                    level,
+                    big.table().copied(),
+                    small.table().copied(),
+                    v,
+                    page_of,
+                ),
             };
         }
         let raw = vram.read64(ea)?;
-        match M::decode_pde(level, raw).map_err(|e| malformed(level, ea, e))? {
+        match M::decode_upper(chip, level, raw).map_err(|e| malformed(level, ea, e))? {
             PdeState::Invalid => return Ok(Translation::Unmapped),
             PdeState::Sparse => {
                 return Ok(Translation::Sparse {
                     size: span_page_size(M::dir_shift(level)),
                 })
             }
-            PdeState::Leaf(LeafState::Valid(pte)) => {
-                let size = M::dir_leaf_size(level)
-                    .ok_or(malformed(level, ea, FormatError::Level))?;
+            PdeState::Pte(pte) => {
+                let size = M::dir_leaf_size(level).ok_or(malformed(
+                    level,
+                    ea,
+                    FormatError::WrongLevel {
+                        level: M::dir_level(level),
+                    },
+                ))?;
                 return Ok(Translation::Mapped {
                     page_va: page_of(size.shift()),
                     size,
                     pte,
                 });
             }
-            PdeState::Leaf(LeafState::Sparse) => {
-                return Ok(Translation::Sparse {
-                    size: span_page_size(M::dir_shift(level)),
-                })
-            }
-            PdeState::Leaf(_) => return Ok(Translation::Unmapped),
             PdeState::Table(ptr) => {
                 let next = level.saturating_add(1);
                 table = check_table(size, next, ptr, dir_table_bytes::<M>(next))?;
@@ -272,14 +276,21 @@ pub fn translate<M: PtFormat, V: VramAccess + ?Sized>(
         }
     }
     // DIR_LEVELS ends with the dual level, which always returns above.
-    Err(malformed(M::DIR_LEVELS, table, FormatError::Level))
+    Err(malformed(
+        M::DIR_LEVELS,
+        table,
+        FormatError::WrongLevel {
+            level: M::dir_level(0),
+        },
+    ))
 }
 
 fn translate_pt<M: PtFormat, V: VramAccess + ?Sized>(
+    chip: Chip,
     vram: &mut V,
     level: usize,
-    big: Option<TablePtr>,
-    small: Option<TablePtr>,
+    big: Option<PdeTable>,
+    small: Option<PdeTable>,
     v: u64,
     page_of: impl Fn(u32) -> VirtAddr,
 ) -> Result<Translation, WalkError> {
@@ -288,21 +299,23 @@ fn translate_pt<M: PtFormat, V: VramAccess + ?Sized>(
     if let Some(b) = big {
         let t = check_table(size, pt_level, b, BIG_PT_BYTES)?;
         let ea = entry_addr(t, (v >> 16) & 31, 1).ok_or(oob(t))?;
-        match M::decode_pte(vram.read64(ea)?, true).map_err(|e| malformed(pt_level, ea, e))? {
-            LeafState::Valid(pte) => {
+        match M::decode_leaf(chip, vram.read64(ea)?, true)
+            .map_err(|e| malformed(pt_level, ea, e))?
+        {
+            PteState::Valid(pte) => {
                 return Ok(Translation::Mapped {
                     page_va: page_of(16),
                     size: PageSize::Size64K,
                     pte,
                 })
             }
-            LeafState::Sparse => {
+            PteState::Sparse => {
                 return Ok(Translation::Sparse {
                     size: PageSize::Size64K,
                 })
             }
-            LeafState::NoValid4K => return Ok(Translation::Unmapped),
-            LeafState::Invalid => {}
+            PteState::NoValid4K | PteState::MappingNowhere => return Ok(Translation::Unmapped),
+            PteState::Invalid => {}
         }
     }
     let Some(s) = small else {
@@ -311,16 +324,20 @@ fn translate_pt<M: PtFormat, V: VramAccess + ?Sized>(
     let t = check_table(size, pt_level, s, SMALL_PT_BYTES)?;
     let ea = entry_addr(t, (v >> 12) & 511, 1).ok_or(oob(t))?;
     Ok(
-        match M::decode_pte(vram.read64(ea)?, false).map_err(|e| malformed(pt_level, ea, e))? {
-            LeafState::Valid(pte) => Translation::Mapped {
+        match M::decode_leaf(chip, vram.read64(ea)?, false)
+            .map_err(|e| malformed(pt_level, ea, e))?
+        {
+            PteState::Valid(pte) => Translation::Mapped {
                 page_va: page_of(12),
                 size: PageSize::Size4K,
                 pte,
             },
-            LeafState::Sparse => Translation::Sparse {
+            PteState::Sparse => Translation::Sparse {
                 size: PageSize::Size4K,
             },
-            LeafState::NoValid4K | LeafState::Invalid => Translation::Unmapped,
+            PteState::NoValid4K | PteState::MappingNowhere | PteState::Invalid => {
+                Translation::Unmapped
+            }
         },
     )
 }
@@ -339,6 +356,7 @@ pub struct WalkStats {
 const CHUNK: usize = 32;
 
 struct RangeWalk<'v, V: ?Sized, F> {
+    chip: Chip,
     vram: &'v mut V,
     visit: F,
     start: u64,
@@ -360,6 +378,7 @@ struct RangeWalk<'v, V: ?Sized, F> {
 /// root cannot be read, [`WalkError::TooManyTables`] when the tables are shared so much that
 /// the walk would not end in reasonable time.
 pub fn walk_range<M: PtFormat, V: VramAccess + ?Sized>(
+    chip: Chip,
     vram: &mut V,
     root: VramAddress,
     start: VirtAddr,
@@ -373,16 +392,9 @@ pub fn walk_range<M: PtFormat, V: VramAccess + ?Sized>(
         return Ok(WalkStats::default());
     }
     let size = vram.size();
-    let root = check_table(
-        size,
-        0,
-        TablePtr {
-            aperture: Aperture::Vidmem,
-            addr: root.raw(),
-        },
-        dir_table_bytes::<M>(0),
-    )?;
+    let root = check_table(size, 0, root_ptr(root), dir_table_bytes::<M>(0))?;
     let mut w = RangeWalk {
+        chip,
         vram,
         visit,
         start: start.raw(),
@@ -442,7 +454,8 @@ impl<V: VramAccess + ?Sized, F: FnMut(WalkItem) -> ControlFlow<()>> RangeWalk<'_
         let entries = M::dir_entries(level);
         let words = dir_entry_words::<M>(level);
         let first = self.start.saturating_sub(base) >> shift;
-        let last_excl = (self.end.saturating_sub(base).saturating_add(span - 1) >> shift).min(entries);
+        let last_excl =
+            (self.end.saturating_sub(base).saturating_add(span - 1) >> shift).min(entries);
         let mut i = first;
         let mut buf = [0u64; CHUNK];
         while i < last_excl {
@@ -486,25 +499,29 @@ impl<V: VramAccess + ?Sized, F: FnMut(WalkItem) -> ControlFlow<()>> RangeWalk<'_
             len: span,
             error,
         };
-        let st = match M::decode_pde(level, raw) {
+        let st = match M::decode_upper(self.chip, level, raw) {
             Ok(st) => st,
             Err(e) => return Ok(self.emit(bad(malformed(level, eaddr, e)))),
         };
         Ok(match st {
-            PdeState::Invalid | PdeState::Leaf(LeafState::Invalid | LeafState::NoValid4K) => {
-                ControlFlow::Continue(())
-            }
-            PdeState::Sparse | PdeState::Leaf(LeafState::Sparse) => self.emit(WalkItem::Sparse {
+            PdeState::Invalid => ControlFlow::Continue(()),
+            PdeState::Sparse => self.emit(WalkItem::Sparse {
                 va: VirtAddr::new(va),
                 len: span,
             }),
-            PdeState::Leaf(LeafState::Valid(pte)) => match M::dir_leaf_size(level) {
+            PdeState::Pte(pte) => match M::dir_leaf_size(level) {
                 Some(size) => self.emit(WalkItem::Mapped {
                     va: VirtAddr::new(va),
                     size,
                     pte,
                 }),
-                None => self.emit(bad(malformed(level, eaddr, FormatError::Level))),
+                None => self.emit(bad(malformed(
+                    level,
+                    eaddr,
+                    FormatError::WrongLevel {
+                        level: M::dir_level(level),
+                    },
+                ))),
             },
             PdeState::Table(ptr) => {
                 let next = level.saturating_add(1);
@@ -528,32 +545,31 @@ impl<V: VramAccess + ?Sized, F: FnMut(WalkItem) -> ControlFlow<()>> RangeWalk<'_
             len: 1 << 21,
             error,
         };
-        let st = match M::decode_dual(raw) {
+        let st = match M::decode_dual_pde(self.chip, raw) {
             Ok(st) => st,
             Err(e) => return Ok(self.emit(bad(malformed(level, eaddr, e)))),
         };
         Ok(match st {
-            DualState::Leaf(LeafState::Valid(pte)) => self.emit(WalkItem::Mapped {
+            DualPdeState::Pte(pte) => self.emit(WalkItem::Mapped {
                 va: VirtAddr::new(va),
                 size: PageSize::Size2M,
                 pte,
             }),
-            DualState::Sparse | DualState::Leaf(LeafState::Sparse) => {
-                self.emit(WalkItem::Sparse {
-                    va: VirtAddr::new(va),
-                    len: 1 << 21,
-                })
+            DualPdeState::Sparse => self.emit(WalkItem::Sparse {
+                va: VirtAddr::new(va),
+                len: 1 << 21,
+            }),
+            DualPdeState::Tables { big, small } => {
+                self.page_tables::<M>(level, half(big), half(small), va)?
             }
-            DualState::Leaf(_) => ControlFlow::Continue(()),
-            DualState::Tables { big, small } => self.page_tables::<M>(level, big, small, va)?,
         })
     }
 
     fn page_tables<M: PtFormat>(
         &mut self,
         level: usize,
-        big: Option<TablePtr>,
-        small: Option<TablePtr>,
+        big: Option<PdeTable>,
+        small: Option<PdeTable>,
         va: u64,
     ) -> Result<ControlFlow<()>, WalkError> {
         let pt_level = level.saturating_add(1);
@@ -605,24 +621,26 @@ impl<V: VramAccess + ?Sized, F: FnMut(WalkItem) -> ControlFlow<()>> RangeWalk<'_
                     .copied()
                     .unwrap_or(0);
                 let ea = entry_addr(bt, j, 1).ok_or(oob(bt))?;
-                let flow = match M::decode_pte(raw, true) {
+                let flow = match M::decode_leaf(self.chip, raw, true) {
                     Err(e) => self.emit(WalkItem::Bad {
                         va: VirtAddr::new(bva),
                         len: 1 << 16,
                         error: malformed(pt_level, ea, e),
                     }),
-                    Ok(LeafState::Valid(pte)) => self.emit(WalkItem::Mapped {
+                    Ok(PteState::Valid(pte)) => self.emit(WalkItem::Mapped {
                         va: VirtAddr::new(bva),
                         size: PageSize::Size64K,
                         pte,
                     }),
-                    Ok(LeafState::Sparse) => self.emit(WalkItem::Sparse {
+                    Ok(PteState::Sparse) => self.emit(WalkItem::Sparse {
                         va: VirtAddr::new(bva),
                         len: 1 << 16,
                     }),
-                    // Blocks the small page table.
-                    Ok(LeafState::NoValid4K) => ControlFlow::Continue(()),
-                    Ok(LeafState::Invalid) => self.small_slots::<M>(pt_level, small_table, j, bva)?,
+                    // Block the small page table.
+                    Ok(PteState::NoValid4K | PteState::MappingNowhere) => ControlFlow::Continue(()),
+                    Ok(PteState::Invalid) => {
+                        self.small_slots::<M>(pt_level, small_table, j, bva)?
+                    }
                 };
                 if flow.is_break() {
                     return Ok(flow);
@@ -656,18 +674,22 @@ impl<V: VramAccess + ?Sized, F: FnMut(WalkItem) -> ControlFlow<()>> RangeWalk<'_
             if sva.saturating_add(1 << 12) <= self.start || sva >= self.end {
                 continue;
             }
-            let flow = match M::decode_pte(raw, false) {
+            let flow = match M::decode_leaf(self.chip, raw, false) {
                 Err(e) => self.emit(WalkItem::Bad {
                     va: VirtAddr::new(sva),
                     len: 1 << 12,
-                    error: malformed(pt_level, ea.checked_add(k.saturating_mul(8)).unwrap_or(ea), e),
+                    error: malformed(
+                        pt_level,
+                        ea.checked_add(k.saturating_mul(8)).unwrap_or(ea),
+                        e,
+                    ),
                 }),
-                Ok(LeafState::Valid(pte)) => self.emit(WalkItem::Mapped {
+                Ok(PteState::Valid(pte)) => self.emit(WalkItem::Mapped {
                     va: VirtAddr::new(sva),
                     size: PageSize::Size4K,
                     pte,
                 }),
-                Ok(LeafState::Sparse) => self.emit(WalkItem::Sparse {
+                Ok(PteState::Sparse) => self.emit(WalkItem::Sparse {
                     va: VirtAddr::new(sva),
                     len: 1 << 12,
                 }),
@@ -679,4 +701,8 @@ impl<V: VramAccess + ?Sized, F: FnMut(WalkItem) -> ControlFlow<()>> RangeWalk<'_
         }
         Ok(ControlFlow::Continue(()))
     }
+}
+
+fn half(h: DualHalf) -> Option<PdeTable> {
+    h.table().copied()
 }
