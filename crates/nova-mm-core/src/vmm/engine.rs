@@ -297,7 +297,7 @@ impl<M: PtFormat, N: Slab<Node>, K: Slab<Kids>, V: VaRanges> AddressSpace<M, N, 
         let Some(end) = v.checked_add(size) else {
             return false;
         };
-        if v < req.s || end > req.e || v & (size - 1) != 0 || !self.allowed(ps) {
+        if v < req.s || end > req.e || v & (size.wrapping_sub(1)) != 0 || !self.allowed(ps) {
             return false;
         }
         match req.kind {
@@ -309,7 +309,7 @@ impl<M: PtFormat, N: Slab<Node>, K: Slab<Kids>, V: VaRanges> AddressSpace<M, N, 
                 match locate(runs, cur, v.saturating_sub(req.s)) {
                     Some((run, off)) => {
                         let pa = run.addr.raw().saturating_add(off);
-                        pa & (size - 1) == 0 && run.len.saturating_sub(off) >= size
+                        pa & (size.wrapping_sub(1)) == 0 && run.len.saturating_sub(off) >= size
                     }
                     None => false,
                 }
@@ -384,8 +384,8 @@ impl<M: PtFormat, N: Slab<Node>, K: Slab<Kids>, V: VaRanges> AddressSpace<M, N, 
         if lo >= hi {
             return (0, n);
         }
-        let j0 = (lo - eb) >> 16;
-        let j1 = (hi - eb).saturating_add(SZ_64K - 1) >> 16;
+        let j0 = lo.saturating_sub(eb) >> 16;
+        let j1 = hi.saturating_sub(eb).saturating_add(SZ_64K.wrapping_sub(1)) >> 16;
         for j in j0..j1.min(32) {
             let sb = eb.saturating_add(j << 16);
             let is_big = match req.kind {
@@ -478,12 +478,12 @@ impl<M: PtFormat, N: Slab<Node>, K: Slab<Kids>, V: VaRanges> AddressSpace<M, N, 
             let Some(dir) = self.node(ni) else {
                 return Err((at, VmmError::Inconsistent));
             };
-            let slot = if dual { i * 2 } else { i };
+            let slot = if dual { i.saturating_mul(2) } else { i };
             match self.classify(req, cur, &dir, level, i, es) {
                 Class::Skip => {}
                 Class::Leaf => {
                     if self.kid(&dir, slot) != KID_NONE
-                        || (dual && self.kid(&dir, slot + 1) != KID_NONE)
+                        || (dual && self.kid(&dir, slot.saturating_add(1)) != KID_NONE)
                     {
                         return Err((at, VmmError::Inconsistent));
                     }
@@ -500,7 +500,7 @@ impl<M: PtFormat, N: Slab<Node>, K: Slab<Kids>, V: VaRanges> AddressSpace<M, N, 
                     let mut created = false;
                     if kid == KID_NONE {
                         kid = self
-                            .create(alloc, vram, level + 1, NodeKind::Dir, made)
+                            .create(alloc, vram, level.saturating_add(1), NodeKind::Dir, made)
                             .map_err(|e| (at, e))?;
                         self.set_kid(&dir, slot, kid);
                         if let Some(d) = self.node_mut(ni) {
@@ -510,7 +510,16 @@ impl<M: PtFormat, N: Slab<Node>, K: Slab<Kids>, V: VaRanges> AddressSpace<M, N, 
                     } else if !is_node(kid) {
                         return Err((at, VmmError::Inconsistent));
                     }
-                    let r = self.ref_dir(alloc, vram, req, cur, kid, level + 1, es, made);
+                    let r = self.ref_dir(
+                        alloc,
+                        vram,
+                        req,
+                        cur,
+                        kid,
+                        level.saturating_add(1),
+                        es,
+                        made,
+                    );
                     if let Err(err) = r {
                         if created && self.node(kid).is_some_and(|n| n.refs == 0) {
                             self.free_now(alloc, kid);
@@ -544,7 +553,10 @@ impl<M: PtFormat, N: Slab<Node>, K: Slab<Kids>, V: VaRanges> AddressSpace<M, N, 
         let Some(dir) = self.node(ni) else {
             return Err((at, VmmError::Inconsistent));
         };
-        let (bk, sk) = (self.kid(&dir, i * 2), self.kid(&dir, i * 2 + 1));
+        let (bk, sk) = (
+            self.kid(&dir, i.saturating_mul(2)),
+            self.kid(&dir, i.saturating_mul(2).saturating_add(1)),
+        );
         if !(bk == KID_NONE || is_node(bk)) || !(sk == KID_NONE || is_node(sk)) {
             return Err((at, VmmError::Inconsistent));
         }
@@ -577,12 +589,12 @@ impl<M: PtFormat, N: Slab<Node>, K: Slab<Kids>, V: VaRanges> AddressSpace<M, N, 
         let s = new_s.unwrap_or(sk);
         let mut added = 0u32;
         if let Some(b) = new_b {
-            self.set_kid(&dir, i * 2, b);
-            added += 1;
+            self.set_kid(&dir, i.saturating_mul(2), b);
+            added = added.saturating_add(1);
         }
         if let Some(s) = new_s {
-            self.set_kid(&dir, i * 2 + 1, s);
-            added += 1;
+            self.set_kid(&dir, i.saturating_mul(2).saturating_add(1), s);
+            added = added.saturating_add(1);
         }
         if let Some(d) = self.node_mut(ni) {
             d.refs = d.refs.saturating_add(added);
@@ -643,7 +655,7 @@ impl<M: PtFormat, N: Slab<Node>, K: Slab<Kids>, V: VaRanges> AddressSpace<M, N, 
         for i in first..last {
             let es = base.saturating_add(i << shift);
             let Some(dir) = self.node(ni) else { return };
-            let slot = if dual { i * 2 } else { i };
+            let slot = if dual { i.saturating_mul(2) } else { i };
             match self.classify(full, cur, &dir, level, i, es) {
                 Class::Skip => {}
                 Class::Leaf => {
@@ -661,7 +673,7 @@ impl<M: PtFormat, N: Slab<Node>, K: Slab<Kids>, V: VaRanges> AddressSpace<M, N, 
                         (0u64, mask.count_ones()),
                         (1, n.iter().map(|&x| u32::from(x)).sum()),
                     ] {
-                        let k = self.kid(&dir, slot + half);
+                        let k = self.kid(&dir, slot.saturating_add(half));
                         if cnt == 0 || !is_node(k) {
                             continue;
                         }
@@ -671,7 +683,7 @@ impl<M: PtFormat, N: Slab<Node>, K: Slab<Kids>, V: VaRanges> AddressSpace<M, N, 
                         });
                         if left == 0 && self.node(k).is_some_and(|c| c.live == 0 && !c.foreign) {
                             self.free_now(alloc, k);
-                            self.set_kid(&dir, slot + half, KID_NONE);
+                            self.set_kid(&dir, slot.saturating_add(half), KID_NONE);
                             if let Some(d) = self.node_mut(ni) {
                                 d.refs = d.refs.saturating_sub(1);
                             }
@@ -683,7 +695,7 @@ impl<M: PtFormat, N: Slab<Node>, K: Slab<Kids>, V: VaRanges> AddressSpace<M, N, 
                     if !is_node(k) {
                         continue;
                     }
-                    self.unref_dir(alloc, req, full, cur, k, level + 1, es);
+                    self.unref_dir(alloc, req, full, cur, k, level.saturating_add(1), es);
                     if self
                         .node(k)
                         .is_some_and(|c| c.refs == 0 && c.live == 0 && !c.foreign)
@@ -793,7 +805,7 @@ impl<M: PtFormat, N: Slab<Node>, K: Slab<Kids>, V: VaRanges> AddressSpace<M, N, 
         let mut live: i64 = i64::from(dir.live);
         for i in first..last {
             let es = base.saturating_add(i << shift);
-            let slot = if dual { i * 2 } else { i };
+            let slot = if dual { i.saturating_mul(2) } else { i };
             let class = self.classify(&c.req, &mut c.cur, &dir, level, i, es);
             match class {
                 Class::Skip => {
@@ -808,14 +820,14 @@ impl<M: PtFormat, N: Slab<Node>, K: Slab<Kids>, V: VaRanges> AddressSpace<M, N, 
                     }
                     set_bit(&mut changed, i);
                     match c.req.kind {
-                        OpKind::Map { .. } | OpKind::Sparse => live += 1,
-                        OpKind::Unmap => live -= 1,
+                        OpKind::Map { .. } | OpKind::Sparse => live = live.saturating_add(1),
+                        OpKind::Unmap => live = live.saturating_sub(1),
                         OpKind::Protect(_) => {}
                     }
                 }
                 Class::Child if dual => {
                     let b = self.node(self.kid(&dir, slot));
-                    let s = self.node(self.kid(&dir, slot + 1));
+                    let s = self.node(self.kid(&dir, slot.saturating_add(1)));
                     let (ba, sa) = self.wp_pts(c, b, s, es)?;
                     let bb = b.is_some_and(|n| n.live > 0);
                     let sb = s.is_some_and(|n| n.live > 0);
@@ -823,17 +835,17 @@ impl<M: PtFormat, N: Slab<Node>, K: Slab<Kids>, V: VaRanges> AddressSpace<M, N, 
                         set_bit(&mut changed, i);
                     }
                     if ba > 0 {
-                        set_bit(&mut after, i * 2);
+                        set_bit(&mut after, i.saturating_mul(2));
                     }
                     if sa > 0 {
-                        set_bit(&mut after, i * 2 + 1);
+                        set_bit(&mut after, i.saturating_mul(2).saturating_add(1));
                     }
-                    live += i64::from(ba > 0) - i64::from(bb) + i64::from(sa > 0) - i64::from(sb);
+                    live = live.saturating_add(delta(ba > 0, bb).saturating_add(delta(sa > 0, sb)));
                 }
                 Class::Child => {
                     let k = self.kid(&dir, slot);
                     let child = self.node(k).ok_or(PassErr::Vmm(VmmError::Inconsistent))?;
-                    let la = self.wp_dir(c, k, level + 1, es)?;
+                    let la = self.wp_dir(c, k, level.saturating_add(1), es)?;
                     let before = child.live > 0;
                     if before != (la > 0) {
                         set_bit(&mut changed, i);
@@ -841,7 +853,7 @@ impl<M: PtFormat, N: Slab<Node>, K: Slab<Kids>, V: VaRanges> AddressSpace<M, N, 
                     if la > 0 {
                         set_bit(&mut after, i);
                     }
-                    live += i64::from(la > 0) - i64::from(before);
+                    live = live.saturating_add(delta(la > 0, before));
                 }
             }
         }
@@ -850,35 +862,35 @@ impl<M: PtFormat, N: Slab<Node>, K: Slab<Kids>, V: VaRanges> AddressSpace<M, N, 
         let mut i = first;
         while i < last {
             if !get_bit(&changed, i) {
-                i += 1;
+                i = i.saturating_add(1);
                 continue;
             }
             let a = i;
             while i < last && get_bit(&changed, i) {
-                i += 1;
+                i = i.saturating_add(1);
             }
-            let n_entries = i - a;
+            let n_entries = i.saturating_sub(a);
             let ea = dir
                 .addr
-                .checked_add(a * words * 8)
+                .checked_add(a.saturating_mul(words).saturating_mul(8))
                 .ok_or(PassErr::Vmm(VmmError::Inconsistent))?;
             if c.mode == Mode::Read {
                 // Save the leaf entries (low words only; the high word of a dual leaf is 0).
                 for k in a..i {
-                    let slot = if dual { k * 2 } else { k };
+                    let slot = if dual { k.saturating_mul(2) } else { k };
                     if self.kid(&dir, slot) == KID_LEAF_LIVE {
                         let ka = dir
                             .addr
-                            .checked_add(k * words * 8)
+                            .checked_add(k.saturating_mul(words).saturating_mul(8))
                             .ok_or(PassErr::Vmm(VmmError::Inconsistent))?;
                         self.record(c, ka, 1, 1, None)?;
                     }
                 }
-                c.run_no += 1;
+                c.run_no = c.run_no.saturating_add(1);
                 continue;
             }
             for k in a..i {
-                let slot = if dual { k * 2 } else { k };
+                let slot = if dual { k.saturating_mul(2) } else { k };
                 let es = base.saturating_add(k << shift);
                 let kid = self.kid(&dir, slot);
                 let is_leaf = match c.req.kind {
@@ -887,13 +899,16 @@ impl<M: PtFormat, N: Slab<Node>, K: Slab<Kids>, V: VaRanges> AddressSpace<M, N, 
                 };
                 let new = c.mode == Mode::New;
                 let val: [u64; 2] = if is_leaf {
-                    c.leaves += 1;
+                    c.leaves = c.leaves.saturating_add(1);
                     self.leaf_value(c, level, es, new)?
                 } else if dual {
                     let b = self.kid(&dir, slot);
-                    let s = self.kid(&dir, slot + 1);
+                    let s = self.kid(&dir, slot.saturating_add(1));
                     let (bl, sl) = if new {
-                        (get_bit(&after, k * 2), get_bit(&after, k * 2 + 1))
+                        (
+                            get_bit(&after, k.saturating_mul(2)),
+                            get_bit(&after, k.saturating_mul(2).saturating_add(1)),
+                        )
                     } else {
                         (
                             self.node(b).is_some_and(|n| n.live > 0),
@@ -925,14 +940,14 @@ impl<M: PtFormat, N: Slab<Node>, K: Slab<Kids>, V: VaRanges> AddressSpace<M, N, 
                     };
                     [w, 0]
                 };
-                let off = uidx((k - a) * words);
+                let off = uidx(k.saturating_sub(a).saturating_mul(words));
                 for (w, v) in (0..uidx(words)).zip(val) {
-                    if let Some(s) = self.scratch.get_mut(off + w) {
+                    if let Some(s) = self.scratch.get_mut(off.saturating_add(w)) {
                         *s = v;
                     }
                 }
             }
-            self.emit(c, ea, uidx(n_entries * words), None)?;
+            self.emit(c, ea, uidx(n_entries.saturating_mul(words)), None)?;
             c.top = Some(c.top.map_or(level, |t| t.min(level)));
         }
         Ok(u32::try_from(live.max(0)).unwrap_or(u32::MAX))
@@ -1044,9 +1059,9 @@ impl<M: PtFormat, N: Slab<Node>, K: Slab<Kids>, V: VaRanges> AddressSpace<M, N, 
             if mask & (1 << j) != 0 {
                 continue;
             }
-            let v = i32::from(*a) + sign * i32::from(d);
+            let v = i32::from(*a).saturating_add(sign.saturating_mul(i32::from(d)));
             *a = u8::try_from(v.clamp(0, 16)).unwrap_or(0);
-            nsmall += i64::from(d);
+            nsmall = nsmall.saturating_add(i64::from(d));
         }
         let lo = c.req.s.max(eb);
         let hi = c.req.e.min(eb.saturating_add(SZ_2M));
@@ -1056,42 +1071,47 @@ impl<M: PtFormat, N: Slab<Node>, K: Slab<Kids>, V: VaRanges> AddressSpace<M, N, 
             if nsmall > 0 {
                 let mut v = lo;
                 while v < hi {
-                    let j = (v - eb) >> 16;
+                    let j = v.saturating_sub(eb) >> 16;
                     if mask & (1 << j) != 0 {
-                        v = eb.saturating_add((j + 1) << 16);
+                        v = eb.saturating_add((j.saturating_add(1)) << 16);
                         continue;
                     }
                     // A run of consecutive small slots up to the next big piece or `hi`.
                     let mut run_end = v;
-                    while run_end < hi && mask & (1 << ((run_end - eb) >> 16)) == 0 {
+                    while run_end < hi && mask & (1 << (run_end.saturating_sub(eb) >> 16)) == 0 {
                         run_end = run_end.saturating_add(SZ_4K);
                     }
-                    let first_slot = (v - eb) >> 12;
-                    let cnt = (run_end - v) >> 12;
+                    let first_slot = v.saturating_sub(eb) >> 12;
+                    let cnt = run_end.saturating_sub(v) >> 12;
                     let ea = sn
                         .addr
-                        .checked_add(first_slot * 8)
+                        .checked_add(first_slot.saturating_mul(8))
                         .ok_or(PassErr::Vmm(VmmError::Inconsistent))?;
                     if read {
                         self.record(c, ea, 1, cnt, protect.then_some(false))?;
-                        c.run_no += 1;
+                        c.run_no = c.run_no.saturating_add(1);
                     } else {
                         self.small_values(c, v, cnt, new)?;
                         self.emit(c, ea, uidx(cnt), None)?;
-                        c.leaves += cnt;
+                        c.leaves = c.leaves.saturating_add(cnt);
                     }
                     v = run_end;
                 }
-                small_after = u32::try_from((i64::from(sn.live) + i64::from(sign) * nsmall).max(0))
-                    .unwrap_or(0);
+                small_after = u32::try_from(
+                    (i64::from(sn.live).saturating_add(i64::from(sign).saturating_mul(nsmall)))
+                        .max(0),
+                )
+                .unwrap_or(0);
             }
         }
         // Big page table.
         let nbig = i64::from(mask.count_ones());
         let mut big_after = big.map_or(0, |b| b.live);
         if let Some(bn) = big {
-            big_after =
-                u32::try_from((i64::from(bn.live) + i64::from(sign) * nbig).max(0)).unwrap_or(0);
+            big_after = u32::try_from(
+                (i64::from(bn.live).saturating_add(i64::from(sign).saturating_mul(nbig))).max(0),
+            )
+            .unwrap_or(0);
             let linked_before = bn.live > 0;
             let linked_after = big_after > 0;
             let nv4k = M::encode_leaf(c.chip, &PteState::NoValid4K, true)
@@ -1117,44 +1137,44 @@ impl<M: PtFormat, N: Slab<Node>, K: Slab<Kids>, V: VaRanges> AddressSpace<M, N, 
             let mut j = 0u64;
             while j < 32 {
                 if chg & (1 << j) == 0 {
-                    j += 1;
+                    j = j.saturating_add(1);
                     continue;
                 }
                 let a = j;
                 while j < 32 && chg & (1 << j) != 0 {
-                    j += 1;
+                    j = j.saturating_add(1);
                 }
                 let ea = bn
                     .addr
-                    .checked_add(a * 8)
+                    .checked_add(a.saturating_mul(8))
                     .ok_or(PassErr::Vmm(VmmError::Inconsistent))?;
                 if read {
                     for k in a..j {
                         if mask & (1 << k) != 0 {
                             let ka = bn
                                 .addr
-                                .checked_add(k * 8)
+                                .checked_add(k.saturating_mul(8))
                                 .ok_or(PassErr::Vmm(VmmError::Inconsistent))?;
                             self.record(c, ka, 1, 1, protect.then_some(true))?;
                         }
                     }
-                    c.run_no += 1;
+                    c.run_no = c.run_no.saturating_add(1);
                     continue;
                 }
                 for k in a..j {
                     let leaf = mask & (1 << k) != 0;
                     let val = if leaf {
-                        c.leaves += 1;
+                        c.leaves = c.leaves.saturating_add(1);
                         Self::pte_value(c, eb.saturating_add(k << 16), true, new)?
                     } else {
                         let cnt = if new { sub_after } else { sub_before };
                         filler(cnt.get(uidx(k)).copied().unwrap_or(0))
                     };
-                    if let Some(s) = self.scratch.get_mut(uidx(k - a)) {
+                    if let Some(s) = self.scratch.get_mut(uidx(k.saturating_sub(a))) {
                         *s = val;
                     }
                 }
-                self.emit(c, ea, uidx(j - a), None)?;
+                self.emit(c, ea, uidx(j.saturating_sub(a)), None)?;
             }
         }
         Ok((big_after, small_after))
@@ -1178,7 +1198,7 @@ impl<M: PtFormat, N: Slab<Node>, K: Slab<Kids>, V: VaRanges> AddressSpace<M, N, 
                     let va = v.saturating_add(k << 12);
                     let (run, off) =
                         locate(runs, &mut c.cur, va.saturating_sub(c.req.s)).ok_or(bad)?;
-                    let in_run = (run.len.saturating_sub(off) >> 12).min(cnt - k);
+                    let in_run = (run.len.saturating_sub(off) >> 12).min(cnt.saturating_sub(k));
                     let chip = c.chip;
                     let enc = |o: u64| {
                         let m = PteMapping {
@@ -1194,30 +1214,30 @@ impl<M: PtFormat, N: Slab<Node>, K: Slab<Kids>, V: VaRanges> AddressSpace<M, N, 
                     if in_run > 1 {
                         let second = enc(off.saturating_add(SZ_4K))?;
                         step = second.wrapping_sub(first);
-                        let last = enc(off.saturating_add((in_run - 1) << 12))?;
-                        if first.wrapping_add(step.wrapping_mul(in_run - 1)) != last {
+                        let last = enc(off.saturating_add((in_run.saturating_sub(1)) << 12))?;
+                        if first.wrapping_add(step.wrapping_mul(in_run.saturating_sub(1))) != last {
                             // Not linear (cannot happen with in-place address fields): encode
                             // each one.
                             for t in 0..in_run {
                                 let w = enc(off.saturating_add(t << 12))?;
-                                if let Some(s) = self.scratch.get_mut(uidx(k + t)) {
+                                if let Some(s) = self.scratch.get_mut(uidx(k.saturating_add(t))) {
                                     *s = w;
                                 }
                             }
-                            k += in_run;
+                            k = k.saturating_add(in_run);
                             continue;
                         }
                     }
                     let mut w = first;
                     for s in self
                         .scratch
-                        .get_mut(uidx(k)..uidx(k + in_run))
+                        .get_mut(uidx(k)..uidx(k.saturating_add(in_run)))
                         .ok_or(PassErr::Vmm(VmmError::Inconsistent))?
                     {
                         *s = w;
                         w = w.wrapping_add(step);
                     }
-                    k += in_run;
+                    k = k.saturating_add(in_run);
                 }
                 return Ok(());
             }
@@ -1252,24 +1272,24 @@ impl<M: PtFormat, N: Slab<Node>, K: Slab<Kids>, V: VaRanges> AddressSpace<M, N, 
         let mut refs = i64::from(dir.refs);
         for i in first..last {
             let es = base.saturating_add(i << shift);
-            let slot = if dual { i * 2 } else { i };
+            let slot = if dual { i.saturating_mul(2) } else { i };
             match self.classify(req, cur, &dir, level, i, es) {
                 Class::Skip => {}
                 Class::Leaf => match req.kind {
                     OpKind::Map { .. } | OpKind::Sparse => {
                         self.set_kid(&dir, slot, KID_LEAF_LIVE);
-                        live += 1;
+                        live = live.saturating_add(1);
                     }
                     OpKind::Unmap => {
                         self.set_kid(&dir, slot, KID_NONE);
-                        live -= 1;
-                        refs -= 1;
+                        live = live.saturating_sub(1);
+                        refs = refs.saturating_sub(1);
                     }
                     OpKind::Protect(_) => {}
                 },
                 Class::Child if dual => {
                     let bk = self.kid(&dir, slot);
-                    let sk = self.kid(&dir, slot + 1);
+                    let sk = self.kid(&dir, slot.saturating_add(1));
                     let b = self.node(bk);
                     let (mask, n) = self.pd0_plan(req, cur, es, b.as_ref());
                     let sign: i64 = match req.kind {
@@ -1287,24 +1307,30 @@ impl<M: PtFormat, N: Slab<Node>, K: Slab<Kids>, V: VaRanges> AddressSpace<M, N, 
                             let before = sn.live > 0;
                             for (j, (a, &d)) in sn.sub.iter_mut().zip(n.iter()).enumerate() {
                                 if mask & (1 << j) == 0 {
-                                    let v = i64::from(*a) + sign * i64::from(d);
+                                    let v = i64::from(*a)
+                                        .saturating_add(sign.saturating_mul(i64::from(d)));
                                     *a = u8::try_from(v.clamp(0, 16)).unwrap_or(0);
                                 }
                             }
-                            sn.live = u32::try_from((i64::from(sn.live) + sign * nsmall).max(0))
-                                .unwrap_or(0);
+                            sn.live = u32::try_from(
+                                (i64::from(sn.live).saturating_add(sign.saturating_mul(nsmall)))
+                                    .max(0),
+                            )
+                            .unwrap_or(0);
                             if sign < 0 {
-                                sn.refs = u32::try_from((i64::from(sn.refs) - nsmall).max(0))
-                                    .unwrap_or(0);
+                                sn.refs = u32::try_from(
+                                    (i64::from(sn.refs).saturating_sub(nsmall)).max(0),
+                                )
+                                .unwrap_or(0);
                             }
                             let after = sn.live > 0;
-                            live += i64::from(after) - i64::from(before);
+                            live = live.saturating_add(delta(after, before));
                         }
                         if sign < 0 && self.node(sk).is_some_and(|s| s.refs == 0) {
                             self.make_pending(sk);
-                            self.set_kid(&dir, slot + 1, KID_NONE);
-                            refs -= 1;
-                            *unlinked += 1;
+                            self.set_kid(&dir, slot.saturating_add(1), KID_NONE);
+                            refs = refs.saturating_sub(1);
+                            *unlinked = unlinked.saturating_add(1);
                         }
                     }
                     let nbig = i64::from(mask.count_ones());
@@ -1316,34 +1342,38 @@ impl<M: PtFormat, N: Slab<Node>, K: Slab<Kids>, V: VaRanges> AddressSpace<M, N, 
                                     *s = u8::from(sign > 0);
                                 }
                             }
-                            bn.live = u32::try_from((i64::from(bn.live) + sign * nbig).max(0))
-                                .unwrap_or(0);
+                            bn.live = u32::try_from(
+                                (i64::from(bn.live).saturating_add(sign.saturating_mul(nbig)))
+                                    .max(0),
+                            )
+                            .unwrap_or(0);
                             if sign < 0 {
                                 bn.refs =
-                                    u32::try_from((i64::from(bn.refs) - nbig).max(0)).unwrap_or(0);
+                                    u32::try_from((i64::from(bn.refs).saturating_sub(nbig)).max(0))
+                                        .unwrap_or(0);
                             }
-                            live += i64::from(bn.live > 0) - i64::from(before);
+                            live = live.saturating_add(delta(bn.live > 0, before));
                         }
                         if sign < 0 && self.node(bk).is_some_and(|s| s.refs == 0) {
                             self.make_pending(bk);
                             self.set_kid(&dir, slot, KID_NONE);
-                            refs -= 1;
-                            *unlinked += 1;
+                            refs = refs.saturating_sub(1);
+                            *unlinked = unlinked.saturating_add(1);
                         }
                     }
                 }
                 Class::Child => {
                     let k = self.kid(&dir, slot);
                     let before = self.node(k).is_some_and(|n| n.live > 0);
-                    let la = self.commit_dir(req, cur, k, level + 1, es, unlinked);
-                    live += i64::from(la > 0) - i64::from(before);
+                    let la = self.commit_dir(req, cur, k, level.saturating_add(1), es, unlinked);
+                    live = live.saturating_add(delta(la > 0, before));
                     if matches!(req.kind, OpKind::Unmap)
                         && self.node(k).is_some_and(|n| n.refs == 0 && !n.foreign)
                     {
                         self.make_pending(k);
                         self.set_kid(&dir, slot, KID_NONE);
-                        refs -= 1;
-                        *unlinked += 1;
+                        refs = refs.saturating_sub(1);
+                        *unlinked = unlinked.saturating_add(1);
                     }
                 }
             }
@@ -1392,6 +1422,7 @@ impl<M: PtFormat, N: Slab<Node>, K: Slab<Kids>, V: VaRanges> AddressSpace<M, N, 
             .map_err(VmmError::from)
     }
 
+    #[allow(clippy::result_large_err)]
     pub(crate) fn execute_inner<
         'r,
         W: VramAccess + ?Sized,
@@ -1478,8 +1509,8 @@ impl<M: PtFormat, N: Slab<Node>, K: Slab<Kids>, V: VaRanges> AddressSpace<M, N, 
             None => SZ_64K,
             Some(l) => 1u64 << M::dir_shift(l),
         };
-        let a_start = req.s & !(align - 1);
-        let a_end = req.e.saturating_add(align - 1) & !(align - 1);
+        let a_start = req.s & !(align.wrapping_sub(1));
+        let a_end = req.e.saturating_add(align.wrapping_sub(1)) & !(align.wrapping_sub(1));
         let ack = match req.kind {
             OpKind::Map { .. } | OpKind::Sparse => AckMode::None,
             OpKind::Unmap | OpKind::Protect(_) => AckMode::Globally,
@@ -1551,7 +1582,7 @@ impl<M: PtFormat, N: Slab<Node>, K: Slab<Kids>, V: VaRanges> AddressSpace<M, N, 
         let a = a.max(self.cfg.va_start);
         let b = b.min(self.cfg.va_end);
         if a < b {
-            self.va.reserve_fixed(a, b - a)?;
+            self.va.reserve_fixed(a, b.saturating_sub(a))?;
         }
         Ok(())
     }
@@ -1616,7 +1647,7 @@ impl<M: PtFormat, N: Slab<Node>, K: Slab<Kids>, V: VaRanges> AddressSpace<M, N, 
             let es = base.saturating_add(i.saturating_mul(span));
             let ea = dir
                 .addr
-                .checked_add(i * words * 8)
+                .checked_add(i.saturating_mul(words).saturating_mul(8))
                 .ok_or(VmmError::Inconsistent)?;
             let lo = vram.read64(ea)?;
             if dual {
@@ -1630,8 +1661,8 @@ impl<M: PtFormat, N: Slab<Node>, K: Slab<Kids>, V: VaRanges> AddressSpace<M, N, 
                 })?;
                 match st {
                     DualPdeState::Pte(_) | DualPdeState::Sparse => {
-                        self.set_kid(&dir, i * 2, KID_FOREIGN);
-                        counted += 1;
+                        self.set_kid(&dir, i.saturating_mul(2), KID_FOREIGN);
+                        counted = counted.saturating_add(1);
                         self.note_va(pend, es, es.saturating_add(span))?;
                     }
                     DualPdeState::Tables { big, small } => {
@@ -1640,14 +1671,14 @@ impl<M: PtFormat, N: Slab<Node>, K: Slab<Kids>, V: VaRanges> AddressSpace<M, N, 
                         let mut big_live = 0u32;
                         if let Some(b) = big {
                             let bi = self.import_node(size, lvl, b, NodeKind::Big, 256)?;
-                            self.set_kid(&dir, i * 2, bi);
-                            counted += 1;
+                            self.set_kid(&dir, i.saturating_mul(2), bi);
+                            counted = counted.saturating_add(1);
                             big_live = self.import_pt(vram, bi, true, es, pend)?;
                         }
                         if let Some(s) = small {
                             let si = self.import_node(size, lvl, s, NodeKind::Small, 4096)?;
-                            self.set_kid(&dir, i * 2 + 1, si);
-                            counted += 1;
+                            self.set_kid(&dir, i.saturating_mul(2).saturating_add(1), si);
+                            counted = counted.saturating_add(1);
                             let _ = self.import_pt(vram, si, false, es, pend)?;
                         }
                         let _ = big_live;
@@ -1666,15 +1697,15 @@ impl<M: PtFormat, N: Slab<Node>, K: Slab<Kids>, V: VaRanges> AddressSpace<M, N, 
                 PdeState::Invalid => {}
                 PdeState::Sparse | PdeState::Pte(_) => {
                     self.set_kid(&dir, i, KID_FOREIGN);
-                    counted += 1;
+                    counted = counted.saturating_add(1);
                     self.note_va(pend, es, es.saturating_add(span))?;
                 }
                 PdeState::Table(ptr) => {
-                    let next = level + 1;
+                    let next = level.saturating_add(1);
                     let bytes = crate::walk::format::dir_table_bytes::<M>(next);
                     let k = self.import_node(size, next, ptr, NodeKind::Dir, bytes)?;
                     self.set_kid(&dir, i, k);
-                    counted += 1;
+                    counted = counted.saturating_add(1);
                     self.import_dir(vram, k, next, es, pend)?;
                 }
             }
@@ -1703,11 +1734,13 @@ impl<M: PtFormat, N: Slab<Node>, K: Slab<Kids>, V: VaRanges> AddressSpace<M, N, 
         let mut k = 0u64;
         while k < count {
             vram.read_u64s(
-                n.addr.checked_add(k * 8).ok_or(VmmError::Inconsistent)?,
+                n.addr
+                    .checked_add(k.saturating_mul(8))
+                    .ok_or(VmmError::Inconsistent)?,
                 &mut buf,
             )?;
             for (t, &w) in (0u64..).zip(buf.iter()) {
-                let slot = k + t;
+                let slot = k.saturating_add(t);
                 let st = M::decode_leaf(self.cfg.chip, w, big).map_err(|error| {
                     WalkError::Malformed {
                         level: u8::try_from(M::DIR_LEVELS).unwrap_or(0),
@@ -1716,7 +1749,7 @@ impl<M: PtFormat, N: Slab<Node>, K: Slab<Kids>, V: VaRanges> AddressSpace<M, N, 
                     }
                 })?;
                 if matches!(st, PteState::Valid(_) | PteState::Sparse) {
-                    live += 1;
+                    live = live.saturating_add(1);
                     let j = if big { slot } else { slot >> 4 };
                     if let Some(x) = sub.get_mut(uidx(j)) {
                         *x = x.saturating_add(1);
@@ -1725,7 +1758,7 @@ impl<M: PtFormat, N: Slab<Node>, K: Slab<Kids>, V: VaRanges> AddressSpace<M, N, 
                     self.note_va(pend, a, a.saturating_add(1 << shift))?;
                 }
             }
-            k += 32;
+            k = k.saturating_add(32);
         }
         if let Some(m) = self.node_mut(ni) {
             m.refs = m.refs.saturating_add(live);
@@ -1746,7 +1779,12 @@ pub(crate) fn pt_level<M: PtFormat>() -> usize {
 fn entry_span(req: &Req<'_>, base: u64, shift: u32, entries: u64) -> (u64, u64) {
     let span = 1u64 << shift;
     let first = req.s.saturating_sub(base) >> shift;
-    let last = (req.e.saturating_sub(base).saturating_add(span - 1) >> shift).min(entries);
+    let last = (req
+        .e
+        .saturating_sub(base)
+        .saturating_add(span.wrapping_sub(1))
+        >> shift)
+        .min(entries);
     (first.min(entries), last)
 }
 
@@ -1763,7 +1801,7 @@ fn locate<'r>(
         let r = runs.get(cur.run)?;
         let end = cur.base.checked_add(r.len)?;
         if off < end {
-            return Some((r, off - cur.base));
+            return Some((r, off.saturating_sub(cur.base)));
         }
         cur.base = end;
         cur.run = cur.run.checked_add(1)?;
@@ -1806,7 +1844,7 @@ impl<G: Slab<Seg>> SegStore for SegSlab<'_, G> {
                 .first
                 .wrapping_add(last.step.wrapping_mul(u64::from(last.count)));
             if next == w && last.count < u32::MAX {
-                last.count += 1;
+                last.count = last.count.saturating_add(1);
                 return Ok(());
             }
         }
@@ -1817,4 +1855,9 @@ impl<G: Slab<Seg>> SegStore for SegSlab<'_, G> {
             count: 1,
         })
     }
+}
+
+/// `a - b` for two flags, as a count change.
+fn delta(a: bool, b: bool) -> i64 {
+    i64::from(a).saturating_sub(i64::from(b))
 }

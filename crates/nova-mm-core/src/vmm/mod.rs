@@ -929,6 +929,8 @@ impl<M: PtFormat, N: Slab<Node>, K: Slab<Kids>, V: VaRanges> AddressSpace<M, N, 
     /// [`ExecFailed`] when a VRAM write or the invalidate fails; every entry written has been
     /// restored (or [`VmmError::RollbackFailed`] says the restore itself failed), and the
     /// operation is handed back, still prepared.
+    // The error hands the prepared operation back by value (no `alloc` to box it).
+    #[allow(clippy::result_large_err)]
     pub fn execute<'r, W: VramAccess + ?Sized, T: TlbInvalidate + ?Sized, G: Slab<Seg>>(
         &mut self,
         vram: &mut W,
@@ -970,6 +972,7 @@ impl<M: PtFormat, N: Slab<Node>, K: Slab<Kids>, V: VaRanges> AddressSpace<M, N, 
     /// # Errors
     ///
     /// Any error of the three steps; on an execute failure the operation is cancelled.
+    #[allow(clippy::too_many_arguments)]
     pub fn map<
         A: PageTableAllocator + ?Sized,
         W: VramAccess + ?Sized,

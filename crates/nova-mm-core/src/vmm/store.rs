@@ -161,30 +161,6 @@ impl<T: Copy> Slab<T> for alloc::vec::Vec<T> {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn fixed_slab_is_bounded() {
-        let mut buf = [0u32; 3];
-        let mut s = FixedSlab::new(&mut buf);
-        assert_eq!(s.push_reserved(1), Ok(()));
-        assert_eq!(s.try_reserve(3), Err(NoRoom));
-        s.try_reserve(2).unwrap();
-        s.insert_reserved(0, 7).unwrap();
-        s.push_reserved(9).unwrap();
-        assert_eq!(s.push_reserved(4), Err(NoRoom));
-        assert_eq!(
-            (s.get(0), s.get(1), s.get(2), s.get(3)),
-            (Some(&7), Some(&1), Some(&9), None)
-        );
-        assert_eq!(s.remove(0), Some(7));
-        assert_eq!(s.len(), 2);
-        assert_eq!(s.get(0), Some(&1));
-    }
-}
-
 /// The empty slab: never holds anything (operations that save nothing use it).
 impl<T: Copy> Slab<T> for () {
     fn len(&self) -> usize {
@@ -212,5 +188,29 @@ impl<T: Copy> Slab<T> for () {
     }
     fn remove(&mut self, _: usize) -> Option<T> {
         None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fixed_slab_is_bounded() {
+        let mut buf = [0u32; 3];
+        let mut s = FixedSlab::new(&mut buf);
+        assert_eq!(s.push_reserved(1), Ok(()));
+        assert_eq!(s.try_reserve(3), Err(NoRoom));
+        s.try_reserve(2).unwrap();
+        s.insert_reserved(0, 7).unwrap();
+        s.push_reserved(9).unwrap();
+        assert_eq!(s.push_reserved(4), Err(NoRoom));
+        assert_eq!(
+            (s.get(0), s.get(1), s.get(2), s.get(3)),
+            (Some(&7), Some(&1), Some(&9), None)
+        );
+        assert_eq!(s.remove(0), Some(7));
+        assert_eq!(s.len(), 2);
+        assert_eq!(s.get(0), Some(&1));
     }
 }

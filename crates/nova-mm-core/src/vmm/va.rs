@@ -155,7 +155,7 @@ impl<S: Slab<VaInterval>> VaRanges for SortedVa<S> {
             return false;
         };
         let i = self.first_ending_after(start);
-        !self.items.get(i).is_some_and(|iv| iv.start < end)
+        self.items.get(i).is_none_or(|iv| iv.start >= end)
     }
 }
 

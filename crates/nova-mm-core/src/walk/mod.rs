@@ -454,12 +454,16 @@ impl<V: VramAccess + ?Sized, F: FnMut(WalkItem) -> ControlFlow<()>> RangeWalk<'_
         let entries = M::dir_entries(level);
         let words = dir_entry_words::<M>(level);
         let first = self.start.saturating_sub(base) >> shift;
-        let last_excl =
-            (self.end.saturating_sub(base).saturating_add(span - 1) >> shift).min(entries);
+        let last_excl = (self
+            .end
+            .saturating_sub(base)
+            .saturating_add(span.wrapping_sub(1))
+            >> shift)
+            .min(entries);
         let mut i = first;
         let mut buf = [0u64; CHUNK];
         while i < last_excl {
-            let per_chunk = (CHUNK as u64) / words;
+            let per_chunk = (CHUNK as u64).checked_div(words).unwrap_or(1);
             let n = per_chunk.min(last_excl.saturating_sub(i));
             let ea = entry_addr(table, i, words).ok_or(oob(table))?;
             let nwords = usize::try_from(n.saturating_mul(words)).unwrap_or(CHUNK);
