@@ -165,33 +165,35 @@ fn map_strategy(chip: Chip) -> BoxedStrategy<Tr> {
         any::<bool>(),
         0u64..3,
     )
-        .prop_map(
-            move |(ai, vau, skew, lu, extra, pau, pin, ro, split)| {
-                let ps = sz[ai];
-                let a = ps.bytes();
-                let huge = a >= 1 << 29;
-                let (skew, extra) = if huge { (0, 0) } else { (skew, extra) };
-                let lu = if huge { 1 } else { lu };
-                let va = region(ps) + vau * a + skew * 4096;
-                let len = lu * a + extra * 4096;
-                let pa0 = if huge { (pau % 2 + 1) * a } else { 0x1_0000_0000 + pau * a + skew * 4096 };
-                let pinned = (pin && skew == 0 && extra == 0).then_some(ps);
-                // Optionally split into two runs at a page boundary of the alignment.
-                let runs = if split == 2 && len > a && !huge {
-                    let cut = a;
-                    vec![(pa0, cut), (pa0 + 0x8000_0000 + a * 7, len - cut)]
-                } else {
-                    vec![(pa0, len)]
-                };
-                Tr::Map {
-                    va,
-                    len,
-                    runs,
-                    pinned,
-                    ro,
-                }
-            },
-        )
+        .prop_map(move |(ai, vau, skew, lu, extra, pau, pin, ro, split)| {
+            let ps = sz[ai];
+            let a = ps.bytes();
+            let huge = a >= 1 << 29;
+            let (skew, extra) = if huge { (0, 0) } else { (skew, extra) };
+            let lu = if huge { 1 } else { lu };
+            let va = region(ps) + vau * a + skew * 4096;
+            let len = lu * a + extra * 4096;
+            let pa0 = if huge {
+                (pau % 2 + 1) * a
+            } else {
+                0x1_0000_0000 + pau * a + skew * 4096
+            };
+            let pinned = (pin && skew == 0 && extra == 0).then_some(ps);
+            // Optionally split into two runs at a page boundary of the alignment.
+            let runs = if split == 2 && len > a && !huge {
+                let cut = a;
+                vec![(pa0, cut), (pa0 + 0x8000_0000 + a * 7, len - cut)]
+            } else {
+                vec![(pa0, len)]
+            };
+            Tr::Map {
+                va,
+                len,
+                runs,
+                pinned,
+                ro,
+            }
+        })
         .boxed()
 }
 
@@ -211,7 +213,11 @@ impl<S: Sel> ReferenceStateMachine for Model<S> {
         let chip = S::CHIP;
         let n = state.recs.len();
         let sparse = (0u64..3, 0u64..8, 1u64..40).prop_map(|(k, off, pages)| {
-            let base = [0x40_0000_0000u64, 0x40_0000_0000 + 0x20_0000 * 3, 0x40_4000_0000][k as usize];
+            let base = [
+                0x40_0000_0000u64,
+                0x40_0000_0000 + 0x20_0000 * 3,
+                0x40_4000_0000,
+            ][k as usize];
             Tr::Sparse {
                 va: base + off * 0x1_0000,
                 len: pages * 0x1_0000 + if k == 2 { 0x4000_0000 } else { 0 },
@@ -310,7 +316,7 @@ impl<S: Sel> Sut<S> {
             (None, Err(f)) => assert!(
                 matches!(
                     f,
-                    Fault::PdeInvalid { .. } | Fault::InvalidPte { .. } | Fault::NoValid4k { .. }
+                    Fault::PdeInvalid { .. } | Fault::InvalidPte { .. } | Fault::NoValid4k
                 ),
                 "{va:#x}: expected unmapped, got {f:?}"
             ),
