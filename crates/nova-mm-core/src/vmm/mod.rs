@@ -33,6 +33,7 @@
 //! and only in prepare.
 
 pub mod alloc_trait;
+pub mod bar1;
 mod engine;
 pub mod node;
 pub mod store;
@@ -51,6 +52,7 @@ use crate::vram::{VramAccess, VramError};
 use crate::walk::{self, PtFormat, Translation, WalkError, WalkItem};
 
 pub use alloc_trait::{PageTableAllocator, PtAllocError, TABLE_BYTES};
+pub use bar1::{pages_to_runs, Bar1Error, Bar1Io, Bar1Window};
 pub use engine::Seg;
 pub use node::{Kids, Node, NodeKind};
 pub use store::{FixedSlab, NoRoom, Slab};
@@ -964,7 +966,6 @@ impl<M: PtFormat, N: Slab<Node>, K: Slab<Kids>, V: VaRanges> AddressSpace<M, N, 
     }
 }
 
-#[cfg(any(feature = "alloc", test))]
 impl<M: PtFormat, N: Slab<Node>, K: Slab<Kids>, V: VaRanges> AddressSpace<M, N, K, V> {
     /// Prepare + execute + cleanup of a map, for callers outside any fence path (BAR1 setup,
     /// tests).
@@ -1037,11 +1038,71 @@ impl<M: PtFormat, N: Slab<Node>, K: Slab<Kids>, V: VaRanges> AddressSpace<M, N, 
         }
     }
 
-    /// Prepare + execute + cleanup of an unmap.
+    /// Prepare + execute + cleanup of an unmap, saving the old entries in `segs` (rollback
+    /// storage: `Vec::new()` with `alloc`, or a [`FixedSlab`]).
     ///
     /// # Errors
     ///
     /// Any error of the steps; the mapping is handed back when nothing was changed.
+    pub fn unmap_in<
+        A: PageTableAllocator + ?Sized,
+        W: VramAccess + ?Sized,
+        T: TlbInvalidate + ?Sized,
+        G: Slab<Seg>,
+    >(
+        &mut self,
+        alloc: &mut A,
+        vram: &mut W,
+        tlb: &mut T,
+        mapping: Mapping,
+        segs: G,
+    ) -> Result<OpStats, (Option<Mapping>, VmmError)> {
+        let op = self
+            .prepare_unmap(vram, mapping, segs)
+            .map_err(|(m, e)| (Some(m), e))?;
+        match self.execute(vram, tlb, op) {
+            Ok(Executed::Done(s)) => {
+                let _ = self.cleanup(alloc);
+                Ok(s)
+            }
+            Ok(Executed::Mapped(m, _)) => Err((Some(m), VmmError::Inconsistent)),
+            Err(ExecFailed { op, error }) => {
+                let m = self.cancel(alloc, op).ok().flatten();
+                Err((m, error))
+            }
+        }
+    }
+
+    /// Prepare + execute of a protection change, saving the old entries in `segs`.
+    ///
+    /// # Errors
+    ///
+    /// Any error of the steps.
+    pub fn protect_in<W: VramAccess + ?Sized, T: TlbInvalidate + ?Sized, G: Slab<Seg>>(
+        &mut self,
+        vram: &mut W,
+        tlb: &mut T,
+        va: VirtAddr,
+        len: u64,
+        attrs: PteAttrs,
+        segs: G,
+    ) -> Result<OpStats, VmmError> {
+        let op = self.prepare_protect(vram, va, len, attrs, segs)?;
+        match self.execute(vram, tlb, op) {
+            Ok(Executed::Done(s)) => Ok(s),
+            Ok(Executed::Mapped(..)) => Err(VmmError::Inconsistent),
+            Err(ExecFailed { error, .. }) => Err(error),
+        }
+    }
+}
+
+#[cfg(any(feature = "alloc", test))]
+impl<M: PtFormat, N: Slab<Node>, K: Slab<Kids>, V: VaRanges> AddressSpace<M, N, K, V> {
+    /// [`AddressSpace::unmap_in`] with a `Vec` for the saved entries.
+    ///
+    /// # Errors
+    ///
+    /// As [`AddressSpace::unmap_in`].
     pub fn unmap<
         A: PageTableAllocator + ?Sized,
         W: VramAccess + ?Sized,
@@ -1053,29 +1114,14 @@ impl<M: PtFormat, N: Slab<Node>, K: Slab<Kids>, V: VaRanges> AddressSpace<M, N, 
         tlb: &mut T,
         mapping: Mapping,
     ) -> Result<OpStats, (Option<Mapping>, VmmError)> {
-        let op = self
-            .prepare_unmap(vram, mapping, alloc::vec::Vec::new())
-            .map_err(|(m, e)| (Some(m), e))?;
-        let (start, end, sparse) = (op.start, op.end, op.sparse_mapping);
-        match self.execute(vram, tlb, op) {
-            Ok(Executed::Done(s)) => {
-                let _ = self.cleanup(alloc);
-                Ok(s)
-            }
-            Ok(Executed::Mapped(m, _)) => Err((Some(m), VmmError::Inconsistent)),
-            Err(ExecFailed { op, error }) => {
-                let m = self.cancel(alloc, op).ok().flatten();
-                let _ = (start, end, sparse);
-                Err((m, error))
-            }
-        }
+        self.unmap_in(alloc, vram, tlb, mapping, alloc::vec::Vec::new())
     }
 
-    /// Prepare + execute of a protection change.
+    /// [`AddressSpace::protect_in`] with a `Vec` for the saved entries.
     ///
     /// # Errors
     ///
-    /// Any error of the steps.
+    /// As [`AddressSpace::protect_in`].
     pub fn protect<W: VramAccess + ?Sized, T: TlbInvalidate + ?Sized>(
         &mut self,
         vram: &mut W,
@@ -1084,11 +1130,6 @@ impl<M: PtFormat, N: Slab<Node>, K: Slab<Kids>, V: VaRanges> AddressSpace<M, N, 
         len: u64,
         attrs: PteAttrs,
     ) -> Result<OpStats, VmmError> {
-        let op = self.prepare_protect(vram, va, len, attrs, alloc::vec::Vec::new())?;
-        match self.execute(vram, tlb, op) {
-            Ok(Executed::Done(s)) => Ok(s),
-            Ok(Executed::Mapped(..)) => Err(VmmError::Inconsistent),
-            Err(ExecFailed { error, .. }) => Err(error),
-        }
+        self.protect_in(vram, tlb, va, len, attrs, alloc::vec::Vec::new())
     }
 }
