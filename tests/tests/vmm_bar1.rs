@@ -56,7 +56,7 @@ fn bar1<M: PtFormat>(chip: Chip) {
                 None,
             )
             .unwrap();
-        std::mem::forget(m);
+        let _abandoned = m;
         (fw.root(), fw.table_count())
     };
     let fw_used = alloc.used();
@@ -145,7 +145,7 @@ fn bar1<M: PtFormat>(chip: Chip) {
     // Our tables are gone, the firmware's remain (and still map its page).
     assert_eq!(space.table_count(), fw_tables);
     assert_eq!(alloc.used(), fw_used);
-    assert_eq!(gpu.bar1_read32(VirtAddr::new(0x10)).is_ok(), true);
+    assert!(gpu.bar1_read32(VirtAddr::new(0x10)).is_ok());
     assert!(gpu.bar1_read32(VirtAddr::new(0x10_0000)).is_err());
     space.destroy(&mut alloc);
     assert_eq!(alloc.used(), fw_used, "foreign tables are never freed");
