@@ -40,6 +40,9 @@
 #[allow(unused_extern_crates)]
 extern crate alloc;
 
+#[cfg(test)]
+extern crate std;
+
 pub mod addr;
 pub mod chip;
 pub mod mmu;

@@ -57,6 +57,20 @@ impl Level {
         matches!(self, Level::Pd0)
     }
 
+    /// The level whose entries map pages of `size`: 4 KiB → small PT, 64 KiB → big PT,
+    /// 2 MiB → PD0, 512 MiB → PD1, 256 GiB → PD2 (same in both versions). Whether the chip
+    /// allows it there is [`LevelInfo::allows_pte`].
+    #[must_use]
+    pub const fn for_page_size(size: PageSize) -> Level {
+        match size {
+            PageSize::Size4K => Level::PtSmall,
+            PageSize::Size64K => Level::PtBig,
+            PageSize::Size2M => Level::Pd0,
+            PageSize::Size512M => Level::Pd1,
+            PageSize::Size256G => Level::Pd2,
+        }
+    }
+
     /// The directory level below this one: `None` for PD0 (its children are the two leaf
     /// tables) and for the leaves.
     #[must_use]
@@ -110,6 +124,19 @@ impl LevelInfo {
         match self.entries().checked_mul(self.entry_bytes) {
             Some(n) => n,
             None => 0,
+        }
+    }
+
+    /// The alignment a table of this level needs in memory: 256 B for a big page table
+    /// (`ADDRESS_BIG` holds PA >> 8), 4 KiB for every other table, including the 32 B (v2) and
+    /// 16 B (v3) roots, whose instance-block pointer `PAGE_DIR_BASE` holds PA >> 12. RM and UVM
+    /// allocate a whole 4 KiB page for the root and initialise at least 32 B of it, because
+    /// the walk cache fetches 32 B at a time (`mmu-formats.md` §1.1).
+    #[must_use]
+    pub const fn table_align(&self) -> u64 {
+        match self.level {
+            Level::PtBig => 256,
+            _ => 4096,
         }
     }
 
@@ -310,6 +337,8 @@ mod tests {
         );
         assert_eq!(table_bytes(v, Level::Pd3), Ok(32));
         assert_eq!(table_bytes(v, Level::PtBig), Ok(256));
+        assert_eq!(level_info(v, Level::PtBig).unwrap().table_align(), 256);
+        assert_eq!(level_info(v, Level::Pd3).unwrap().table_align(), 4096);
     }
 
     #[test]
@@ -331,6 +360,56 @@ mod tests {
         assert!(pd2.allows_pte(Chip::BlackwellGb20x));
         assert!(!pd2.allows_pte(Chip::Hopper));
         assert_eq!(pd2.entry_coverage(), 256 << 30);
+    }
+
+    #[test]
+    fn v3_indices_every_level() {
+        let v = MmuVersion::V3;
+        // VA 0x1AB_CDEF_1234_5678 (57 bits):
+        // PD4 = bit 56 = 1
+        // PD3 = bits 55:47 = (0x1AB_CDEF_1234_5678 >> 47) & 0x1ff = 0x357 & 0x1ff = 0x157
+        // PD2 = >> 38 = 0x6AF37 & 0x1ff = 0x137
+        // PD1 = >> 29 = 0xD5E6F78 & 0x1ff = 0x178
+        // PD0 = >> 21 = 0xD_5E6F_7891 & 0xff = 0x91
+        // big = >> 16 = 0x1AB_CDEF_1234 & 0x1f = 0x14
+        // small = >> 12 = 0x1A_BCDE_F123_45 & 0x1ff = 0x145
+        let va = VirtAddr::new(0x1AB_CDEF_1234_5678);
+        let expect = [
+            (Level::Pd4, 1),
+            (Level::Pd3, 0x157),
+            (Level::Pd2, 0x137),
+            (Level::Pd1, 0x178),
+            (Level::Pd0, 0x91),
+            (Level::PtBig, 0x14),
+            (Level::PtSmall, 0x145),
+        ];
+        for (level, index) in expect {
+            assert_eq!(level_index(v, va, level), Ok(index), "{level}");
+        }
+        let bytes: [(Level, u64); 7] = [
+            (Level::Pd4, 16),
+            (Level::Pd3, 4096),
+            (Level::Pd2, 4096),
+            (Level::Pd1, 4096),
+            (Level::Pd0, 4096),
+            (Level::PtBig, 256),
+            (Level::PtSmall, 4096),
+        ];
+        for (level, b) in bytes {
+            assert_eq!(table_bytes(v, level), Ok(b), "{level}");
+        }
+    }
+
+    #[test]
+    fn page_sizes_map_to_levels() {
+        for v in [MmuVersion::V2, MmuVersion::V3] {
+            for l in levels(v) {
+                if let Some(ps) = l.pte_size {
+                    assert_eq!(Level::for_page_size(ps), l.level);
+                    assert_eq!(l.entry_coverage(), ps.bytes());
+                }
+            }
+        }
     }
 
     #[test]

@@ -32,6 +32,21 @@ pub struct PteAttrs {
     pub comptagline: u32,
 }
 
+impl PteAttrs {
+    /// No attribute set: read-write, atomics allowed, cached, not privileged, kind 0
+    /// (pitch), no comptag line (the same as `Default`, usable in `const`).
+    pub const NONE: PteAttrs = PteAttrs {
+        read_only: false,
+        privileged: false,
+        volatile: false,
+        atomic_disable: false,
+        encrypted: false,
+        access_counting_disabled: false,
+        kind: 0,
+        comptagline: 0,
+    };
+}
+
 /// A valid PTE: a page of some size at a physical address.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
 pub struct PteMapping {
@@ -43,6 +58,19 @@ pub struct PteMapping {
     pub peer_id: u8,
     /// Permissions, caching, kind, compression.
     pub attrs: PteAttrs,
+}
+
+impl PteMapping {
+    /// A page at `address` in `aperture` with peer id 0 and no attributes.
+    #[must_use]
+    pub const fn new(aperture: PteAperture, address: PhysAddr) -> Self {
+        Self {
+            aperture,
+            address,
+            peer_id: 0,
+            attrs: PteAttrs::NONE,
+        }
+    }
 }
 
 /// What a PTE in a leaf table (big or small page table) says.
@@ -59,6 +87,23 @@ pub enum PteState {
     MappingNowhere,
     /// A mapped page.
     Valid(PteMapping),
+}
+
+impl PteState {
+    /// The mapping, if the PTE is valid.
+    #[must_use]
+    pub const fn mapping(&self) -> Option<&PteMapping> {
+        match self {
+            PteState::Valid(m) => Some(m),
+            _ => None,
+        }
+    }
+
+    /// Whether the PTE is valid (maps a page).
+    #[must_use]
+    pub const fn is_valid(&self) -> bool {
+        matches!(self, PteState::Valid(_))
+    }
 }
 
 /// Attributes of a pointer to a next-level table.
@@ -81,6 +126,21 @@ pub struct PdeTable {
     pub address: PhysAddr,
     /// Caching and ATS.
     pub attrs: PdeAttrs,
+}
+
+impl PdeTable {
+    /// A table at `address` in `aperture`, cached, ATS allowed.
+    #[must_use]
+    pub const fn new(aperture: TableAperture, address: PhysAddr) -> Self {
+        Self {
+            aperture,
+            address,
+            attrs: PdeAttrs {
+                uncached: false,
+                no_ats: false,
+            },
+        }
+    }
 }
 
 /// What an upper (8-byte) PDE says: PD3/PD2/PD1 on v2, PD4..PD1 on v3.

@@ -354,8 +354,8 @@ fn read_mapping(chip: Chip, raw: u64) -> PteMapping {
     }
 }
 
-/// Encodes the pointer part (aperture, VOL, address) of an upper PDE or the small half of a
-/// dual PDE: both have the same layout (`ADDRESS_*` at bit 8 = PA >> 12).
+/// Encodes the pointer part (aperture, VOL, address) of an upper PDE (`ADDRESS_*` at bit 8
+/// = PA >> 12).
 fn encode_table(t: &PdeTable) -> Result<u64, FormatError> {
     let pa = t.address.raw();
     let ap = t.aperture.bits();
@@ -381,7 +381,7 @@ fn encode_table(t: &PdeTable) -> Result<u64, FormatError> {
     }
 }
 
-/// Reads aperture, VOL and address of a PDE-layout qword whose aperture is not invalid.
+/// Reads aperture, VOL and address of an upper PDE whose aperture is not invalid.
 fn read_table(raw: u64, aperture: TableAperture) -> PdeTable {
     let address = if aperture.is_sysmem() {
         shl(Ver2PdeSys::from_bits(raw).address_sys(), 12)
@@ -602,9 +602,7 @@ pub fn encode_dual_pde(chip: Chip, state: &DualPdeState) -> Result<[u64; 2], For
                         }
                         low |= NO_ATS;
                     }
-                    // The small half has the upper-PDE layout, shifted into bits 127:64;
-                    // bit 64 (IS_PTE's place) and bit 69 (NO_ATS's place) stay 0.
-                    encode_table(t)?
+                    encode_small(t)?
                 }
             };
             Ok([low, high])
@@ -658,7 +656,7 @@ pub fn decode_dual_pde(chip: Chip, raw: [u64; 2]) -> Result<DualPdeState, Format
                         DualHalf::Invalid
                     }
                     Some(ap) => {
-                        let mut t = read_table(high, ap);
+                        let mut t = read_small(high, ap);
                         t.attrs.no_ats = big_ap.is_none() && chip.has_no_ats() && low & NO_ATS != 0;
                         DualHalf::Table(t)
                     }
@@ -671,6 +669,50 @@ pub fn decode_dual_pde(chip: Chip, raw: [u64; 2]) -> Result<DualPdeState, Format
     canonical(low & !lenient[0], expected[0], 0)?;
     canonical(high & !lenient[1], expected[1], 1)?;
     Ok(state)
+}
+
+/// Encodes the small half (high qword) of a dual PDE: the upper-PDE layout moved to bits
+/// 127:64, without IS_PTE (bit 64) and NO_ATS (bit 69), which stay 0.
+fn encode_small(t: &PdeTable) -> Result<u64, FormatError> {
+    let pa = t.address.raw();
+    let ap = t.aperture.bits();
+    let frame = shr12(pa);
+    if t.aperture.is_sysmem() {
+        check_address(pa, 4096, SYS_PA_BITS)?;
+        let e = Ver2DualPdeSmallSys::new()
+            .with_aperture_small_checked(ap)
+            .map_err(|()| setter("APERTURE_SMALL", u64::from(ap)))?
+            .with_vol_small(t.attrs.uncached)
+            .with_address_small_sys_checked(frame)
+            .map_err(|()| setter("ADDRESS_SMALL_SYS", frame))?;
+        Ok(e.into_bits())
+    } else {
+        check_address(pa, 4096, VID_PA_BITS)?;
+        let e = Ver2DualPdeSmallVid::new()
+            .with_aperture_small_checked(ap)
+            .map_err(|()| setter("APERTURE_SMALL", u64::from(ap)))?
+            .with_vol_small(t.attrs.uncached)
+            .with_address_small_vid_checked(frame)
+            .map_err(|()| setter("ADDRESS_SMALL_VID", frame))?;
+        Ok(e.into_bits())
+    }
+}
+
+/// Reads the small half (high qword) of a dual PDE whose small aperture is not invalid.
+fn read_small(high: u64, aperture: TableAperture) -> PdeTable {
+    let address = if aperture.is_sysmem() {
+        shl(Ver2DualPdeSmallSys::from_bits(high).address_small_sys(), 12)
+    } else {
+        shl(Ver2DualPdeSmallVid::from_bits(high).address_small_vid(), 12)
+    };
+    PdeTable {
+        aperture,
+        address: PhysAddr::new(address),
+        attrs: PdeAttrs {
+            uncached: test(high, 3),
+            no_ats: false,
+        },
+    }
 }
 
 /// Reads the big half of a dual PDE whose big aperture is not invalid.
@@ -699,9 +741,31 @@ const _: () = {
     assert!(core::mem::size_of::<Ver2DualPdeBigSys>() == 8);
     assert!(core::mem::size_of::<Ver2DualPdeSmallVid>() == 8);
     assert!(core::mem::size_of::<Ver2DualPdeSmallSys>() == 8);
-    // The raw views agree on where the flags are.
+    // Field positions as in the manuals (`NV_MMU_VER2_*`, `mmu-formats.md` §1.2-§1.4).
     assert!(bit(0) == IS_PTE && bit(3) == VOL && bit(5) == NO_ATS);
     assert!(flag(true, 5) == PRIVILEGE);
+    assert!(Ver2PteVid::APERTURE_OFFSET == 1 && Ver2PteVid::VOL_OFFSET == 3);
+    assert!(Ver2PteVid::ENCRYPTED_OFFSET == 4 && Ver2PteVid::PRIVILEGE_OFFSET == 5);
+    assert!(Ver2PteVid::READ_ONLY_OFFSET == 6 && Ver2PteVid::ATOMIC_DISABLE_OFFSET == 7);
+    assert!(Ver2PteVid::ADDRESS_VID_OFFSET == 8 && Ver2PteVid::ADDRESS_VID_BITS == 25);
+    assert!(Ver2PteVid::ADDRESS_VID_PEER_OFFSET == 33);
+    assert!(Ver2PteVid::COMPTAGLINE_OFFSET == 36 && Ver2PteVid::COMPTAGLINE_BITS == 20);
+    assert!(Ver2PteVid::KIND_OFFSET == 56 && Ver2PteSys::KIND_OFFSET == 56);
+    assert!(Ver2PteSys::ADDRESS_SYS_OFFSET == 8 && Ver2PteSys::ADDRESS_SYS_BITS == 46);
+    assert!(Ver2PdeVid::NO_ATS_OFFSET == 5 && Ver2PdeSys::NO_ATS_OFFSET == 5);
+    assert!(Ver2PdeVid::ADDRESS_VID_OFFSET == 8 && Ver2PdeVid::ADDRESS_VID_BITS == 25);
+    assert!(Ver2PdeSys::ADDRESS_SYS_OFFSET == 8 && Ver2PdeSys::ADDRESS_SYS_BITS == 46);
+    // ADDRESS_BIG_{VID,SYS} = 32:4 / 53:4 (PA >> 8), ADDRESS_SMALL = 96:72 / 117:72.
+    assert!(Ver2DualPdeBigVid::ADDRESS_BIG_VID_OFFSET == 4);
+    assert!(Ver2DualPdeBigVid::ADDRESS_BIG_VID_BITS == 29);
+    assert!(Ver2DualPdeBigSys::ADDRESS_BIG_SYS_OFFSET == 4);
+    assert!(Ver2DualPdeBigSys::ADDRESS_BIG_SYS_BITS == 50);
+    assert!(Ver2DualPdeSmallVid::APERTURE_SMALL_OFFSET == 65 - 64);
+    assert!(Ver2DualPdeSmallVid::VOL_SMALL_OFFSET == 67 - 64);
+    assert!(Ver2DualPdeSmallVid::ADDRESS_SMALL_VID_OFFSET == 72 - 64);
+    assert!(Ver2DualPdeSmallVid::ADDRESS_SMALL_VID_BITS == 96 - 72 + 1);
+    assert!(Ver2DualPdeSmallSys::ADDRESS_SMALL_SYS_OFFSET == 72 - 64);
+    assert!(Ver2DualPdeSmallSys::ADDRESS_SMALL_SYS_BITS == 117 - 72 + 1);
 };
 
 #[cfg(test)]

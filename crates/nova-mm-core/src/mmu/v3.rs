@@ -566,6 +566,19 @@ const _: () = {
     assert!(core::mem::size_of::<Ver3DualPdeBig>() == 8);
     assert!(core::mem::size_of::<Ver3DualPdeSmall>() == 8);
     assert!(flag(true, 3) == 8);
+    // Field positions as in the gh100 `dev_mmu.h` (`NV_MMU_VER3_*`).
+    assert!(Ver3Pte::APERTURE_OFFSET == 1 && Ver3Pte::PCF_OFFSET == 3 && Ver3Pte::PCF_BITS == 5);
+    assert!(Ver3Pte::KIND_OFFSET == 8 && Ver3Pte::KIND_BITS == 4);
+    assert!(Ver3Pte::ADDRESS_OFFSET == 12 && Ver3Pte::ADDRESS_BITS == 40);
+    assert!(Ver3Pte::PEER_ID_OFFSET == 61 && Ver3Pte::PEER_ID_BITS == 3);
+    assert!(Ver3Pde::PCF_OFFSET == 3 && Ver3Pde::PCF_BITS == 3);
+    assert!(Ver3Pde::ADDRESS_OFFSET == 12 && Ver3Pde::ADDRESS_BITS == 40);
+    assert!(Ver3DualPdeBig::PCF_BIG_OFFSET == 3);
+    assert!(Ver3DualPdeBig::ADDRESS_BIG_OFFSET == 8 && Ver3DualPdeBig::ADDRESS_BIG_BITS == 44);
+    assert!(Ver3DualPdeSmall::APERTURE_SMALL_OFFSET == 65 - 64);
+    assert!(Ver3DualPdeSmall::PCF_SMALL_OFFSET == 67 - 64);
+    assert!(Ver3DualPdeSmall::ADDRESS_SMALL_OFFSET == 76 - 64);
+    assert!(Ver3DualPdeSmall::ADDRESS_SMALL_BITS == 115 - 76 + 1);
 };
 
 #[cfg(test)]

@@ -176,6 +176,9 @@ fn pte_special_states() {
     // No valid 4K below: V=0, PRIVILEGE(1<<5) = 0x20, big page table only.
     pte_kat(T, Level::PtBig, PteState::NoValid4K, 0x20);
     pte_kat(Chip::Ada, Level::PtBig, PteState::NoValid4K, 0x20);
+    pte_kat(Chip::Pascal, Level::PtBig, PteState::NoValid4K, 0x20);
+    pte_kat(Chip::Volta, Level::PtSmall, PteState::Invalid, 0);
+    pte_kat(Chip::Ampere, Level::PtSmall, PteState::Sparse, 0x8);
     assert_eq!(
         encode_pte(T, Level::PtSmall, &PteState::NoValid4K),
         Err(FormatError::StateNotAllowed {
@@ -309,6 +312,8 @@ fn upper_pde() {
     );
     // Invalid and sparse (APERTURE 0, VOL 1 = 0x8).
     pde_kat(T, Level::Pd3, PdeState::Invalid, 0);
+    pde_kat(Chip::Pascal, Level::Pd2, PdeState::Invalid, 0);
+    pde_kat(Chip::Ada, Level::Pd1, PdeState::Invalid, 0);
     pde_kat(T, Level::Pd2, PdeState::Sparse, 0x8);
     pde_kat(Chip::Pascal, Level::Pd1, PdeState::Sparse, 0x8);
     // NO_ATS on an entry without a table is ignored (Volta+).
@@ -519,4 +524,47 @@ fn dual_pde_no_ats_conflict() {
             small: DualHalf::Invalid,
         })
     );
+}
+
+#[test]
+fn dual_pde_no_ats_on_pascal() {
+    let mut t = table(TableAperture::Vidmem, 0x1000);
+    t.attrs.no_ats = true;
+    let state = DualPdeState::Tables {
+        big: DualHalf::Invalid,
+        small: DualHalf::Table(t),
+    };
+    assert_eq!(
+        encode_dual_pde(Chip::Pascal, &state),
+        Err(FormatError::FieldNotInFormat { field: "NO_ATS" })
+    );
+    // NO_ATS (0x20) next to a small vidmem table at 0x1000 (0x102): reserved on Pascal,
+    // the small half's NO_ATS on Turing.
+    assert_eq!(
+        decode_dual_pde(Chip::Pascal, [0x20, 0x102]),
+        Err(FormatError::ReservedBits {
+            qword: 0,
+            bits: 0x20
+        })
+    );
+    assert_eq!(decode_dual_pde(T, [0x20, 0x102]), Ok(state));
+}
+
+#[test]
+fn raw_views_are_little_endian_table_images() {
+    use zerocopy::{FromBytes, IntoBytes};
+    // PA 0x1_2345_6000 >> 4 | RO | V = 0x1234_5641 (see pte_vidmem).
+    let e = Ver2PteVid::from_bits(0x1234_5641);
+    assert_eq!(e.as_bytes(), &0x1234_5641u64.to_le_bytes());
+    assert!(e.valid() && e.read_only() && !e.vol());
+    assert_eq!(e.address_vid(), 0x12_3456);
+    let table = [0x1234_5641u64, 0x8, 0x20];
+    let view = <[Ver2PteVid]>::ref_from_bytes(table.as_bytes()).unwrap();
+    assert_eq!(view.len(), 3);
+    assert!(view[1].vol() && !view[1].valid());
+    assert!(view[2].privilege());
+    // The sysmem view of the same bits reads 53:8.
+    let s = Ver2PteSys::from_bits(0x3F_FFFF_FFFF_FF07);
+    assert_eq!(s.address_sys(), (1 << 46) - 1);
+    assert_eq!(s.aperture(), 3);
 }

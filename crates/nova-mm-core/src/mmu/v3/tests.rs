@@ -147,6 +147,14 @@ fn pte_special_states() {
     pte_kat(B, Level::PtBig, PteState::Sparse, 0x8);
     pte_kat(H, Level::PtSmall, PteState::MappingNowhere, 0x10);
     pte_kat(B, Level::PtBig, PteState::MappingNowhere, 0x10);
+    pte_kat(
+        Chip::BlackwellGb10x,
+        Level::PtSmall,
+        PteState::MappingNowhere,
+        0x10,
+    );
+    pte_kat(B, Level::PtBig, PteState::Invalid, 0);
+    pte_kat(Chip::BlackwellGb10x, Level::PtSmall, PteState::Sparse, 0x8);
     pte_kat(H, Level::PtBig, PteState::NoValid4K, 0x18);
     pte_kat(
         Chip::BlackwellGb10x,
@@ -263,6 +271,9 @@ fn upper_pde() {
     );
     // Invalid; sparse = APERTURE 0 with PCF SPARSE_ATS_ALLOWED (1) << 3 = 0x8.
     pde_kat(H, Level::Pd4, PdeState::Invalid, 0);
+    pde_kat(B, Level::Pd2, PdeState::Invalid, 0);
+    pde_kat(Chip::BlackwellGb10x, Level::Pd1, PdeState::Invalid, 0);
+    pde_kat(B, Level::Pd4, PdeState::Sparse, 0x8);
     pde_kat(H, Level::Pd3, PdeState::Sparse, 0x8);
     pde_kat(B, Level::Pd1, PdeState::Sparse, 0x8);
     // INVALID_ATS_NOT_ALLOWED (2 << 3 = 0x10) and SPARSE_ATS_NOT_ALLOWED (0x18) decode
@@ -432,4 +443,26 @@ fn dual_pde() {
         decode_dual_pde(H, [0x20_0001, 1]),
         Err(FormatError::ReservedBits { qword: 1, bits: 1 })
     );
+}
+
+#[test]
+fn raw_views() {
+    // 0xE00F_FFFF_FFFF_F603: peer 7, all-ones address, kind 6, aperture peer, valid.
+    let e = Ver3Pte::from_bits(0xE00F_FFFF_FFFF_F603);
+    assert!(e.valid());
+    assert_eq!(e.aperture(), 1);
+    assert_eq!(e.kind(), 6);
+    assert_eq!(e.pcf(), 0);
+    assert_eq!(e.address(), (1 << 40) - 1);
+    assert_eq!(e.peer_id(), 7);
+    // Dual: big at 0xAB_CDEF_1200 → ADDRESS_BIG = 0xAB_CDEF_12; small PCF 3.
+    let b = Ver3DualPdeBig::from_bits(0xAB_CDEF_120A);
+    assert_eq!(b.address_big(), 0xABCD_EF12);
+    assert_eq!(b.pcf_big(), 1);
+    assert_eq!(b.aperture_big(), 1);
+    let s = Ver3DualPdeSmall::from_bits(0xF_0000_0000_001C);
+    assert_eq!(s.aperture_small(), 2);
+    assert_eq!(s.pcf_small(), 3);
+    // PA 0xF_0000_0000_0000 >> 12 = 0xF0_0000_0000
+    assert_eq!(s.address_small(), 0xF0_0000_0000);
 }
