@@ -11,7 +11,7 @@ use nova_mm_core::{
     AckMode, CacheLevel, Chip, InvalidateRequest, PdbAperture, PdbTarget, TlbInvalidate, VaScope,
     VirtAddr, VramAccess,
 };
-use nova_mm_sim::{Access, Pdb, RefMmu, SimGpu, SimVram, Translation};
+use nova_mm_sim::{Access, Level, Pdb, RefMmu, SimGpu, SimVram, Translation, VramEntries};
 
 /// v2 PDE / small half to a vidmem table: APERTURE (2:1) = 1, ADDRESS_VID (32:8) = PA >> 12.
 fn v2_pde(pa: u64) -> u64 {
@@ -175,6 +175,28 @@ fn main() -> ExitCode {
     table(Chip::Turing, &vram, pdb2);
     table(Chip::Ampere, &vram, pdb2);
     table(Chip::Hopper, &vram, pdb3);
+
+    // One walk step by step: the entries the reference MMU read.
+    let walk =
+        RefMmu::new(Chip::Hopper).walk_with(&mut VramEntries(&vram), pdb3, VirtAddr::new(0x1_2345));
+    println!("\nWalk of VA 0x12345 on hopper:");
+    for s in &walk.steps {
+        let entry = if s.level == Level::Pd0 {
+            format!("{:#018x} {:#018x}", s.entry[1], s.entry[0])
+        } else {
+            format!("{:#018x}", s.entry[0])
+        };
+        println!(
+            "  {:<8} entry at {:#010x} = {entry}{}",
+            s.level.to_string(),
+            s.entry_addr,
+            if s.followed { "  (followed)" } else { "" }
+        );
+    }
+    match walk.result {
+        Ok(m) => println!("  -> {} page at {:#x}", m.page_size, m.page_base.raw()),
+        Err(f) => println!("  -> fault: {f}"),
+    }
 
     // TLB staleness: translate, remap without invalidating, translate again, invalidate.
     let mut gpu = SimGpu::from_vram(Chip::Hopper, vram);

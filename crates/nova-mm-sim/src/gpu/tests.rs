@@ -174,3 +174,11 @@ fn sim_gpu_is_both_backends() {
     assert_eq!(tlb.invalidate_count(), 1);
     assert!(SimGpu::new(Chip::Volta, (256 << 30) + 1).is_err());
 }
+
+#[test]
+fn sim_types_are_send_and_sync() {
+    fn check<T: Send + Sync>() {}
+    check::<SimGpu>();
+    check::<SimVram>();
+    check::<SimTlb>();
+}

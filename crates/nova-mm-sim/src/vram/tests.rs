@@ -264,7 +264,7 @@ fn op() -> impl Strategy<Value = Op> {
         (
             addr.clone(),
             prop_oneof![Just(0u64), any::<u64>()],
-            0..600u64
+            0..100u64
         )
             .prop_map(|(a, v, n)| Op::Fill(a & !7, v, n)),
         (addr, proptest::collection::vec(any::<u8>(), 0..70)).prop_map(|(a, v)| Op::Bytes(a, v)),
@@ -272,7 +272,7 @@ fn op() -> impl Strategy<Value = Op> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(128))]
+    #![proptest_config(ProptestConfig::with_cases(64))]
 
     /// Random writes match a byte-level HashMap model; out-of-range writes change nothing.
     #[test]
