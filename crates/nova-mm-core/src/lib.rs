@@ -48,6 +48,7 @@ pub mod chip;
 pub mod mmu;
 pub mod tlb;
 pub mod vmm;
+pub mod va_alloc;
 pub mod vram;
 pub mod walk;
 
@@ -58,4 +59,5 @@ pub use tlb::{
     AckMode, CacheLevel, InvalidateRequest, PdbAperture, PdbTarget, TlbError, TlbInvalidate,
     VaScope,
 };
+pub use va_alloc::{VaAllocator, VaError, VaRange};
 pub use vram::{VramAccess, VramError};
