@@ -47,8 +47,8 @@ pub mod addr;
 pub mod chip;
 pub mod mmu;
 pub mod tlb;
-pub mod vmm;
 pub mod va_alloc;
+pub mod vmm;
 pub mod vram;
 pub mod walk;
 

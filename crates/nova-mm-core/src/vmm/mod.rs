@@ -332,14 +332,33 @@ impl<M, N, K, V> fmt::Debug for AddressSpace<M, N, K, V> {
     }
 }
 
+/// The VA reservations of [`VecAddressSpace`]: the O(log n) interval allocator of
+/// [`crate::va_alloc`] over a `Vec`.
+#[cfg(feature = "alloc")]
+pub type DefaultVa = crate::va_alloc::VaAllocator<alloc::vec::Vec<crate::va_alloc::VaNode>>;
+/// The VA reservations of [`VecAddressSpace`] in unit tests built without `alloc`.
+#[cfg(all(test, not(feature = "alloc")))]
+pub type DefaultVa = SortedVa<alloc::vec::Vec<VaInterval>>;
+
+#[cfg(feature = "alloc")]
+fn default_va(cfg: &SpaceConfig) -> Result<DefaultVa, VmmError> {
+    crate::va_alloc::VaAllocator::new_vec(
+        VirtAddr::new(cfg.va_start),
+        VirtAddr::new(cfg.va_end),
+        crate::addr::PAGE_BYTES,
+    )
+    .map_err(|_| VmmError::BadRange)
+}
+
+#[cfg(all(test, not(feature = "alloc")))]
+fn default_va(_: &SpaceConfig) -> Result<DefaultVa, VmmError> {
+    Ok(SortedVa::new(alloc::vec::Vec::new()))
+}
+
 /// An address space whose bookkeeping lives in `Vec`s (the `alloc` feature).
 #[cfg(any(feature = "alloc", test))]
-pub type VecAddressSpace<M> = AddressSpace<
-    M,
-    alloc::vec::Vec<Node>,
-    alloc::vec::Vec<Kids>,
-    SortedVa<alloc::vec::Vec<VaInterval>>,
->;
+pub type VecAddressSpace<M> =
+    AddressSpace<M, alloc::vec::Vec<Node>, alloc::vec::Vec<Kids>, DefaultVa>;
 
 #[cfg(any(feature = "alloc", test))]
 impl<M: PtFormat> VecAddressSpace<M> {
@@ -357,7 +376,7 @@ impl<M: PtFormat> VecAddressSpace<M> {
             cfg,
             alloc::vec::Vec::new(),
             alloc::vec::Vec::new(),
-            SortedVa::new(alloc::vec::Vec::new()),
+            default_va(&cfg)?,
             alloc,
             vram,
         )
@@ -378,7 +397,7 @@ impl<M: PtFormat> VecAddressSpace<M> {
             root,
             alloc::vec::Vec::new(),
             alloc::vec::Vec::new(),
-            SortedVa::new(alloc::vec::Vec::new()),
+            default_va(&cfg)?,
             vram,
         )
     }

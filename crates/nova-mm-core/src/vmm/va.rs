@@ -159,6 +159,62 @@ impl<S: Slab<VaInterval>> VaRanges for SortedVa<S> {
     }
 }
 
+/// The interval allocator of [`crate::va_alloc`] (an augmented balanced tree, O(log n)) as the
+/// manager's VA reservations.
+impl<S: crate::va_alloc::NodeStore> VaRanges for crate::va_alloc::VaAllocator<S> {
+    fn reserve_room(&mut self) -> Result<(), VaError> {
+        self.ensure_free_nodes(1)
+            .map_err(|_| VaError::NoRoom(NoRoom))
+    }
+
+    fn reserve_fixed(&mut self, start: u64, len: u64) -> Result<(), VaError> {
+        use crate::va_alloc::{VaError as E, VaRange};
+        let range =
+            VaRange::new(crate::addr::VirtAddr::new(start), len).map_err(|_| VaError::Invalid)?;
+        self.reserve(range).map_err(|e| match e {
+            E::Overlap { .. } => VaError::InUse,
+            E::StorageFull => VaError::NoRoom(NoRoom),
+            _ => VaError::Invalid,
+        })
+    }
+
+    fn reserve_any(&mut self, len: u64, align: u64, lo: u64, hi: u64) -> Result<u64, VaError> {
+        use crate::va_alloc::VaError as E;
+        let lo = lo.max(self.base().raw());
+        let hi = hi.min(self.limit().raw());
+        self.alloc_in(
+            len,
+            align,
+            crate::addr::VirtAddr::new(lo),
+            crate::addr::VirtAddr::new(hi),
+        )
+        .map(|r| r.start().raw())
+        .map_err(|e| match e {
+            E::NoSpace { .. } | E::BadWindow { .. } => VaError::NoSpace,
+            E::StorageFull => VaError::NoRoom(NoRoom),
+            _ => VaError::Invalid,
+        })
+    }
+
+    fn release(&mut self, start: u64, len: u64) -> Result<(), VaError> {
+        let range = crate::va_alloc::VaRange::new(crate::addr::VirtAddr::new(start), len)
+            .map_err(|_| VaError::NotReserved)?;
+        self.free(range).map_err(|_| VaError::NotReserved)
+    }
+
+    fn is_free(&self, start: u64, len: u64) -> bool {
+        let Some(end) = start.checked_add(len) else {
+            return false;
+        };
+        self.reservation_containing(crate::addr::VirtAddr::new(start))
+            .is_none()
+            && self
+                .iter_from(crate::addr::VirtAddr::new(start))
+                .next()
+                .is_none_or(|r| r.start().raw() >= end)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::store::FixedSlab;
