@@ -39,6 +39,7 @@
 extern crate alloc;
 
 pub mod addr;
+pub mod buddy;
 pub mod chip;
 pub mod tlb;
 pub mod vram;

@@ -1,0 +1,1 @@
+//! State-machine test (see below).
