@@ -211,7 +211,11 @@ impl<C: core::ops::DerefMut<Target = Core>, M: core::ops::DerefMut<Target = [u64
         while p < e {
             let k = p.trailing_zeros().min(msb(e.wrapping_sub(p)));
             let q = p >> k;
-            let clear = self.carve(k, q).ok_or(BuddyError::NoSpace)?;
+            let Some(clear) = self.carve(k, q) else {
+                // Cannot happen after the check above; stay all-or-nothing anyway.
+                self.undo(sink, from);
+                return Err(BuddyError::NoSpace);
+            };
             if !sink.try_push(self.block(k, q, clear)) {
                 // The block is not in the sink yet; give it back with the others.
                 self.release(k, q, ClearMode::Keep);
@@ -349,6 +353,57 @@ impl<C: core::ops::DerefMut<Target = Core>, M: core::ops::DerefMut<Target = [u64
             }
             return Err(BuddyError::NoSpace);
         }
+        let may_trim = if contig && min > rsize {
+            // Stronger than gpu_buddy, which drops the caller's `min` for contiguous requests:
+            // the start honours it, like the fallback's 2026 fix.
+            let k = msb(pages);
+            match self.alloc_aligned(k, orig_min_order, s, e, !range, pref) {
+                Some((p, clear)) => {
+                    if !sink.try_push(self.block(k, p, clear)) {
+                        self.release(k, p, ClearMode::Keep);
+                        return Err(BuddyError::SinkFull);
+                    }
+                }
+                None if range => return Err(BuddyError::NoSpace),
+                None => return self.try_harder(size >> shift, orig_min_order, sink),
+            }
+            true
+        } else {
+            self.main_loop(pages, min_order, place, pref, sink)
+                .or_else(|e| {
+                    if e == BuddyError::NoSpace && contig && !range {
+                        self.try_harder(size >> shift, orig_min_order, sink)
+                            .map(|()| false)
+                    } else {
+                        Err(e)
+                    }
+                })?
+        };
+        if may_trim && !req.flags.contains(AllocFlags::TRIM_DISABLE) && rsize != size {
+            let len = sink.len();
+            let last = len.saturating_sub(1);
+            let keep = if len.saturating_sub(from) == 1 {
+                size >> shift
+            } else {
+                let b = sink.get(last).map_or(0, |b| b.size());
+                b.saturating_sub(rsize.wrapping_sub(size)) >> shift
+            };
+            self.trim_last(sink, last, keep);
+        }
+        Ok(())
+    }
+
+    /// gpu_buddy's main loop: the binary digits of `pages`, largest first, each order dropping
+    /// on failure down to `min_order`. Returns `true` when it allocated (the caller trims).
+    fn main_loop(
+        &mut self,
+        pages: u64,
+        min_order: u32,
+        place: Place,
+        pref: Pref,
+        sink: &mut dyn BlockSink,
+    ) -> Result<bool, BuddyError> {
+        let from = sink.len();
         let mut left = pages;
         let mut order = msb(pages);
         loop {
@@ -368,25 +423,11 @@ impl<C: core::ops::DerefMut<Target = Core>, M: core::ops::DerefMut<Target = [u64
                 None if order > min_order => order = order.saturating_sub(1),
                 None => {
                     self.undo(sink, from);
-                    if contig && !range {
-                        return self.try_harder(size >> shift, orig_min_order, sink);
-                    }
                     return Err(BuddyError::NoSpace);
                 }
             }
         }
-        if !req.flags.contains(AllocFlags::TRIM_DISABLE) && rsize != size {
-            let len = sink.len();
-            let last = len.saturating_sub(1);
-            let keep = if len.saturating_sub(from) == 1 {
-                size >> shift
-            } else {
-                let b = sink.get(last).map_or(0, |b| b.size());
-                b.saturating_sub(rsize.wrapping_sub(size)) >> shift
-            };
-            self.trim_last(sink, last, keep);
-        }
-        Ok(())
+        Ok(true)
     }
 
     /// Contiguous fallback: any free run of `len` chunks starting at a multiple of `2^a`, carved
