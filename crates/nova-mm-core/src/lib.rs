@@ -46,6 +46,7 @@ extern crate alloc;
 extern crate std;
 
 pub mod addr;
+pub mod buddy;
 pub mod chip;
 pub mod hw;
 pub mod mmu;
