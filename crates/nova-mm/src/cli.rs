@@ -73,6 +73,10 @@ pub struct DemoArgs {
     /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,
+    /// Size of the simulated VRAM in GiB (1..=256; default 16). It is sparse: only written
+    /// pages take host memory.
+    #[arg(long, value_name = "GIB", value_parser = clap::value_parser!(u64).range(1..=256))]
+    pub vram_gib: Option<u64>,
 }
 
 impl DemoArgs {

@@ -19,6 +19,15 @@ pub enum CliError {
         /// What is missing.
         needs: &'static str,
     },
+    /// The page tables could not be walked (unreadable VRAM, corrupt tables on the path).
+    #[error("page-table walk failed: {0}")]
+    Walk(#[from] nova_mm_core::walk::WalkError),
+    /// A step of the demo failed (allocation, mapping, the simulated hardware).
+    #[error("demo: {0}")]
+    Demo(String),
+    /// A cross-check of the demo failed: the stack did something wrong.
+    #[error("cross-check failed: {0}")]
+    CheckFailed(String),
     /// The output could not be written (other than a closed pipe, which ends the tool quietly).
     #[error("cannot write the output: {0}")]
     Output(io::Error),

@@ -6,6 +6,7 @@
 //! - [`json`]: the stable JSON output types;
 //! - [`text`]: the same rows as text;
 //! - [`progress`]: a progress bar that stays quiet when piped;
+//! - [`tables`]: translate, list and draw page tables through the core's walker;
 //! - [`commands`]: the command bodies; [`run`] ties it together with the exit status.
 //!
 //! Exit status: 0 on success, 2 for any error (usage errors included), with exactly one line on
@@ -13,11 +14,13 @@
 
 pub mod cli;
 pub mod commands;
+pub mod demo;
 pub mod error;
 pub mod image;
 pub mod json;
 pub mod parse;
 pub mod progress;
+pub mod tables;
 pub mod text;
 
 use std::ffi::OsString;
