@@ -33,7 +33,7 @@ use std::time::Instant;
 
 use nova_mm_core::buddy::{AllocMode, AllocRequest, Block, Buddy, BuddyParams};
 use nova_mm_core::hw::fb::{total_fb_end, usable_region, FbRegion};
-use nova_mm_core::hw::hal::Hal;
+use nova_mm_core::hw::hal::{Hal, TlbRegisterSet};
 use nova_mm_core::hw::pramin::{Pramin, PraminReadBack};
 use nova_mm_core::hw::tlb_regs::{Clock, TlbRegs};
 use nova_mm_core::mmu::{PteAperture, PteAttrs, PteMapping, PteState};
@@ -320,11 +320,19 @@ fn run_as<M: PtFormat>(
         PraminReadBack::new(&bar0),
     );
     let hal = Hal::new(chip);
+    let win = hal.window_register();
+    let tlb_desc = match hal.tlb_registers() {
+        TlbRegisterSet::HubPri { invalidate, .. } => {
+            format!("hub PRI INVALIDATE at {invalidate:#x}")
+        }
+        TlbRegisterSet::VfAlias { invalidate, .. } => {
+            format!("VF alias INVALIDATE at {invalidate:#x}")
+        }
+    };
     let _ = writeln!(
         log,
-        "host access: VRAM through PRAMIN ({:?}), TLB invalidates through BAR0 registers ({:?})",
-        hal.window_register(),
-        hal.tlb_registers()
+        "host access: VRAM through the PRAMIN window (register at {:#x}), TLB invalidates through BAR0 registers ({tlb_desc})",
+        win.offset
     );
     let cfg = SpaceConfig {
         chip,
@@ -453,7 +461,7 @@ fn run_as<M: PtFormat>(
     progress.inc(1);
 
     // 6. Unmap some: their tables are freed, their memory returned, BAR1 faults there.
-    for name in ["A", "C"] {
+    for name in ["A", "C", "E"] {
         let Some(b) = buffers.iter_mut().find(|b| b.name == name) else {
             continue;
         };
@@ -565,9 +573,12 @@ fn run_as<M: PtFormat>(
 
     writeln!(
         out,
-        "nova-mm demo: {} (MMU {:?}), {} of simulated VRAM, BAR1 {}",
+        "nova-mm demo: {} (MMU {}), {} of simulated VRAM, BAR1 {}",
         chip.name(),
-        M::VERSION,
+        match M::VERSION {
+            MmuVersion::V2 => "v2",
+            MmuVersion::V3 => "v3",
+        },
         human_size(vram_size),
         human_size(cfg.va_end)
     )?;

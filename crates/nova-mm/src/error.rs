@@ -34,8 +34,19 @@ pub enum CliError {
 }
 
 impl CliError {
-    /// The exit status for every error: 2, like a usage error.
+    /// The exit status for bad input and failures: 2, like a usage error.
     pub const EXIT_CODE: u8 = 2;
+    /// The exit status when a cross-check of the demo fails: 1.
+    pub const CHECK_FAILED_CODE: u8 = 1;
+
+    /// The exit status for this error.
+    #[must_use]
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            CliError::CheckFailed(_) => Self::CHECK_FAILED_CODE,
+            _ => Self::EXIT_CODE,
+        }
+    }
 }
 
 impl From<io::Error> for CliError {

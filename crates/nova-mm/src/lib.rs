@@ -9,8 +9,8 @@
 //! - [`tables`]: translate, list and draw page tables through the core's walker;
 //! - [`commands`]: the command bodies; [`run`] ties it together with the exit status.
 //!
-//! Exit status: 0 on success, 2 for any error (usage errors included), with exactly one line on
-//! stderr.
+//! Exit status: 0 on success, 2 for any error (usage errors included), 1 when a cross-check of
+//! the demo fails; with exactly one line on stderr.
 
 pub mod cli;
 pub mod commands;
@@ -82,7 +82,7 @@ where
         Err(CliError::Output(e)) if e.kind() == io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
         Err(e) => {
             error_line(&e.to_string());
-            ExitCode::from(CliError::EXIT_CODE)
+            ExitCode::from(e.exit_code())
         }
     }
 }

@@ -422,6 +422,7 @@ impl<V: VramAccess + ?Sized> Tree<'_, V> {
         };
         let mut run: Option<Run> = None;
         let mut sparse_run: Option<(u64, u64)> = None;
+        let mut blocked: Option<(u64, u64, u64)> = None;
         for (i, raw) in (0u64..).zip(words) {
             let va = base.saturating_add(i.saturating_mul(size));
             let st = M::decode_leaf(self.chip, raw, big);
@@ -430,6 +431,11 @@ impl<V: VramAccess + ?Sized> Tree<'_, V> {
             if !cont {
                 if let Some(r) = run.take() {
                     self.run_line(depth, label, &r)?;
+                }
+            }
+            if !matches!(st, Ok(PteState::NoValid4K | PteState::MappingNowhere)) {
+                if let Some((fi, fva, count)) = blocked.take() {
+                    self.blocked_line(depth, label, fi, fva, count)?;
                 }
             }
             if !matches!(st, Ok(PteState::Sparse)) {
@@ -455,17 +461,9 @@ impl<V: VramAccess + ?Sized> Tree<'_, V> {
                     sparse_run =
                         Some(sparse_run.map_or((va, 1), |(f, c)| (f, c.saturating_add(1))));
                 }
-                Ok(PteState::NoValid4K) => {
-                    self.line(
-                        depth,
-                        &format!("{label} [{i}] va {va:#x}: no valid 4K (blocks the small PT)"),
-                    )?;
-                }
-                Ok(PteState::MappingNowhere) => {
-                    self.line(
-                        depth,
-                        &format!("{label} [{i}] va {va:#x}: invalid, blocks the small PT"),
-                    )?;
+                Ok(PteState::NoValid4K | PteState::MappingNowhere) => {
+                    blocked =
+                        Some(blocked.map_or((i, va, 1), |(f, v, c)| (f, v, c.saturating_add(1))));
                 }
                 Ok(PteState::Invalid) => {}
                 Err(e) => self.line(
@@ -480,7 +478,32 @@ impl<V: VramAccess + ?Sized> Tree<'_, V> {
         if let Some((first, count)) = sparse_run {
             self.line(depth, &format!("{label} x{count} va {first:#x}: sparse"))?;
         }
+        if let Some((fi, fva, count)) = blocked {
+            self.blocked_line(depth, label, fi, fva, count)?;
+        }
         Ok(())
+    }
+
+    fn blocked_line(
+        &mut self,
+        depth: usize,
+        label: &str,
+        first: u64,
+        va: u64,
+        count: u64,
+    ) -> io::Result<()> {
+        let idx = if count == 1 {
+            format!("[{first}]")
+        } else {
+            format!(
+                "[{first}..{}]",
+                first.saturating_add(count).saturating_sub(1)
+            )
+        };
+        self.line(
+            depth,
+            &format!("{label} {idx} va {va:#x}: unmapped, small PT blocked (no valid 4K)"),
+        )
     }
 
     fn run_line(&mut self, depth: usize, label: &str, r: &Run) -> io::Result<()> {
