@@ -1,9 +1,8 @@
 //! The bodies of the subcommands.
 //!
-//! Everything that does not need the page-table walker, the address-space manager or the VFIO
-//! backend is done here already: images are opened and the PDB checked, so bad input fails with
-//! the right one-line error today. The parts that need those pieces are marked
-//! `STUB(walker)`, `STUB(vmm)` and `STUB(vfio)` and return [`CliError::NotYetAvailable`].
+//! Images are opened and the PDB checked before anything is walked, so bad input fails with one
+//! line; the walking itself is in [`crate::tables`], the demo in [`crate::demo`], the live GPU
+//! in [`crate::live`].
 
 use std::io::{self, Write};
 use std::path::Path;
@@ -126,13 +125,8 @@ pub fn warn(msg: &str) {
     let _ = writeln!(io::stderr().lock(), "nova-mm: warning: {one}");
 }
 
-fn vfio(_args: &VfioArgs, _out: &mut dyn Write) -> Result<(), CliError> {
-    // STUB(vfio): open the device through the VFIO backend, read the BAR1 PDB from the instance
-    // block unless --pdb is given, then run translate/mappings over it.
-    Err(CliError::NotYetAvailable {
-        command: "vfio",
-        needs: "the VFIO backend",
-    })
+fn vfio(args: &VfioArgs, out: &mut dyn Write) -> Result<(), CliError> {
+    crate::live::run(args, out)
 }
 
 /// Fails early if the directory that would hold `path` does not exist, so a long demo does not

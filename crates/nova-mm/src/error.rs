@@ -11,17 +11,12 @@ pub enum CliError {
     /// The VRAM image could not be opened or the PDB is not inside it.
     #[error(transparent)]
     Image(#[from] ImageError),
-    /// The command needs a part of the stack that is not wired into the tool yet.
-    #[error("'{command}' is not available yet: it needs {needs}")]
-    NotYetAvailable {
-        /// The command.
-        command: &'static str,
-        /// What is missing.
-        needs: &'static str,
-    },
     /// The page tables could not be walked (unreadable VRAM, corrupt tables on the path).
     #[error("page-table walk failed: {0}")]
     Walk(#[from] nova_mm_core::walk::WalkError),
+    /// A live GPU could not be opened, or its BAR1 page directory not found.
+    #[error("{0}")]
+    Live(String),
     /// A step of the demo failed (allocation, mapping, the simulated hardware).
     #[error("demo: {0}")]
     Demo(String),

@@ -7,6 +7,7 @@
 //! - [`text`]: the same rows as text;
 //! - [`progress`]: a progress bar that stays quiet when piped;
 //! - [`tables`]: translate, list and draw page tables through the core's walker;
+//! - [`demo`]: the demo on the simulated GPU; [`live`]: the VFIO commands;
 //! - [`commands`]: the command bodies; [`run`] ties it together with the exit status.
 //!
 //! Exit status: 0 on success, 2 for any error (usage errors included), 1 when a cross-check of
@@ -18,6 +19,7 @@ pub mod demo;
 pub mod error;
 pub mod image;
 pub mod json;
+pub mod live;
 pub mod parse;
 pub mod progress;
 pub mod tables;
