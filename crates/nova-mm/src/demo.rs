@@ -64,6 +64,8 @@ pub const DEFAULT_VRAM_GIB: u64 = 16;
 const FW_RESERVED: u64 = 64 << 20;
 /// What firmware maps at BAR1 offset 0: 1 MiB of its memory, 64 KiB pages.
 const FW_MAP_LEN: u64 = 1 << 20;
+/// Where buffer G goes: 3 GiB, under a PD1 entry of its own (new PD0 and page table).
+const G_VA: u64 = 3 << 30;
 /// Offset of that memory inside the reserved region.
 const FW_MAP_OFFSET: u64 = 16 << 20;
 
@@ -370,6 +372,9 @@ fn run_as<M: PtFormat>(
     if chip.supports_page_size(PageSize::Size512M) {
         specs.push(("F", vec![(512 << 20, 512 << 20)], Some(PageSize::Size512M)));
     }
+    // G lands at a fixed VA under a PD1 entry nobody uses yet: it needs new tables, which
+    // its unmap frees again.
+    specs.push(("G", vec![(1 << 20, 64 << 10)], Some(PageSize::Size64K)));
     let mut buffers = Vec::new();
     for (name, parts, page) in specs {
         let mut blocks = Vec::new();
@@ -398,7 +403,11 @@ fn run_as<M: PtFormat>(
                 &mut alloc,
                 vram,
                 tlbi,
-                VaPlacement::Anywhere { align: 4096 },
+                if name == "G" {
+                    VaPlacement::Fixed(VirtAddr::new(G_VA))
+                } else {
+                    VaPlacement::Anywhere { align: 4096 }
+                },
                 &runs,
                 PteAttrs::default(),
                 page,
@@ -461,7 +470,7 @@ fn run_as<M: PtFormat>(
     progress.inc(1);
 
     // 6. Unmap some: their tables are freed, their memory returned, BAR1 faults there.
-    for name in ["A", "C", "E"] {
+    for name in ["A", "C", "E", "G"] {
         let Some(b) = buffers.iter_mut().find(|b| b.name == name) else {
             continue;
         };
