@@ -765,15 +765,20 @@ impl<M: PtFormat, N: Slab<Node>, K: Slab<Kids>, V: VaRanges> AddressSpace<M, N, 
         &mut self,
         c: &mut Ctx<'_, '_, W, G>,
         addr: VramAddress,
-        stride_words: u64,
         n: u64,
+        pick: Option<&[u64; 8]>,
         check_valid: Option<bool>,
     ) -> Result<(), PassErr> {
-        for k in 0..n {
-            let a = addr
-                .checked_add(k.saturating_mul(stride_words).saturating_mul(8))
-                .ok_or(PassErr::Vmm(VmmError::Inconsistent))?;
-            let w = c.vram.read64(a)?;
+        // One bulk read per run, into the scratch.
+        let buf = self
+            .scratch
+            .get_mut(..uidx(n))
+            .ok_or(PassErr::Vmm(VmmError::Inconsistent))?;
+        c.vram.read_u64s(addr, buf)?;
+        for (i, &w) in (0u64..).zip(buf.iter()) {
+            if pick.is_some_and(|p| !get_bit(p, i)) {
+                continue;
+            }
             if let Some(big) = check_valid {
                 // Protect: every leaf must be a valid PTE.
                 let ok = matches!(M::decode_leaf(c.chip, w, big), Ok(PteState::Valid(_)));
@@ -876,16 +881,14 @@ impl<M: PtFormat, N: Slab<Node>, K: Slab<Kids>, V: VaRanges> AddressSpace<M, N, 
                 .ok_or(PassErr::Vmm(VmmError::Inconsistent))?;
             if c.mode == Mode::Read {
                 // Save the leaf entries (low words only; the high word of a dual leaf is 0).
+                let mut pick = [0u64; 8];
                 for k in a..i {
                     let slot = if dual { k.saturating_mul(2) } else { k };
                     if self.kid(&dir, slot) == KID_LEAF_LIVE {
-                        let ka = dir
-                            .addr
-                            .checked_add(k.saturating_mul(words).saturating_mul(8))
-                            .ok_or(PassErr::Vmm(VmmError::Inconsistent))?;
-                        self.record(c, ka, 1, 1, None)?;
+                        set_bit(&mut pick, k.saturating_sub(a).saturating_mul(words));
                     }
                 }
+                self.record(c, ea, n_entries.saturating_mul(words), Some(&pick), None)?;
                 c.run_no = c.run_no.saturating_add(1);
                 continue;
             }
@@ -1088,7 +1091,7 @@ impl<M: PtFormat, N: Slab<Node>, K: Slab<Kids>, V: VaRanges> AddressSpace<M, N, 
                         .checked_add(first_slot.saturating_mul(8))
                         .ok_or(PassErr::Vmm(VmmError::Inconsistent))?;
                     if read {
-                        self.record(c, ea, 1, cnt, protect.then_some(false))?;
+                        self.record(c, ea, cnt, None, protect.then_some(false))?;
                         c.run_no = c.run_no.saturating_add(1);
                     } else {
                         self.small_values(c, v, cnt, new)?;
@@ -1149,15 +1152,19 @@ impl<M: PtFormat, N: Slab<Node>, K: Slab<Kids>, V: VaRanges> AddressSpace<M, N, 
                     .checked_add(a.saturating_mul(8))
                     .ok_or(PassErr::Vmm(VmmError::Inconsistent))?;
                 if read {
+                    let mut pick = [0u64; 8];
                     for k in a..j {
                         if mask & (1 << k) != 0 {
-                            let ka = bn
-                                .addr
-                                .checked_add(k.saturating_mul(8))
-                                .ok_or(PassErr::Vmm(VmmError::Inconsistent))?;
-                            self.record(c, ka, 1, 1, protect.then_some(true))?;
+                            set_bit(&mut pick, k.saturating_sub(a));
                         }
                     }
+                    self.record(
+                        c,
+                        ea,
+                        j.saturating_sub(a),
+                        Some(&pick),
+                        protect.then_some(true),
+                    )?;
                     c.run_no = c.run_no.saturating_add(1);
                     continue;
                 }
