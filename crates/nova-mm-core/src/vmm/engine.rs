@@ -1080,10 +1080,12 @@ impl<M: PtFormat, N: Slab<Node>, K: Slab<Kids>, V: VaRanges> AddressSpace<M, N, 
                         continue;
                     }
                     // A run of consecutive small slots up to the next big piece or `hi`.
+                    // Up to the next big piece or `hi`, a 64 KiB slot at a time.
                     let mut run_end = v;
                     while run_end < hi && mask & (1 << (run_end.saturating_sub(eb) >> 16)) == 0 {
-                        run_end = run_end.saturating_add(SZ_4K);
+                        run_end = (run_end | SZ_64K.wrapping_sub(1)).saturating_add(1);
                     }
+                    let run_end = run_end.min(hi);
                     let first_slot = v.saturating_sub(eb) >> 12;
                     let cnt = run_end.saturating_sub(v) >> 12;
                     let ea = sn
@@ -1249,13 +1251,60 @@ impl<M: PtFormat, N: Slab<Node>, K: Slab<Kids>, V: VaRanges> AddressSpace<M, N, 
                 return Ok(());
             }
         }
-        for k in 0..cnt {
-            let w = Self::pte_value(c, v.saturating_add(k << 12), false, new)?;
-            if let Some(s) = self.scratch.get_mut(uidx(k)) {
-                *s = w;
+        let buf = self
+            .scratch
+            .get_mut(..uidx(cnt))
+            .ok_or(PassErr::Vmm(VmmError::Inconsistent))?;
+        match (c.req.kind, new) {
+            (OpKind::Map { .. } | OpKind::Sparse, false) | (OpKind::Unmap, true) => buf.fill(0),
+            (OpKind::Sparse, true) => {
+                buf.fill(M::encode_leaf(c.chip, &PteState::Sparse, false).map_err(|_| bad)?)
+            }
+            (OpKind::Unmap | OpKind::Protect(_), false) => Self::old_into(c, buf),
+            _ => {
+                for (k, s) in (0u64..).zip(buf.iter_mut()) {
+                    *s = Self::pte_value(c, v.saturating_add(k << 12), false, new)?;
+                }
             }
         }
         Ok(())
+    }
+
+    /// Fills `buf` with the next saved words, a segment at a time.
+    fn old_into<W: ?Sized, G: SegStore>(c: &mut Ctx<'_, '_, W, G>, buf: &mut [u64]) {
+        let mut i = 0usize;
+        while i < buf.len() {
+            let Some(sg) = c.segs.seg(c.seg_i) else {
+                if let Some(rest) = buf.get_mut(i..) {
+                    rest.fill(0);
+                }
+                return;
+            };
+            let left = usize::try_from(sg.count.saturating_sub(c.seg_off)).unwrap_or(0);
+            let take = left.min(buf.len().saturating_sub(i));
+            let mut w = sg
+                .first
+                .wrapping_add(sg.step.wrapping_mul(u64::from(c.seg_off)));
+            if let Some(out) = buf.get_mut(i..i.saturating_add(take)) {
+                for o in out {
+                    *o = w;
+                    w = w.wrapping_add(sg.step);
+                }
+            }
+            i = i.saturating_add(take);
+            c.seg_off = c
+                .seg_off
+                .saturating_add(u32::try_from(take).unwrap_or(u32::MAX));
+            if c.seg_off >= sg.count {
+                c.seg_i = c.seg_i.saturating_add(1);
+                c.seg_off = 0;
+            }
+            if take == 0 {
+                // An empty segment: skip it.
+                c.seg_i = c.seg_i.saturating_add(1);
+                c.seg_off = 0;
+            }
+        }
     }
 
     // ----- commit -----------------------------------------------------------------------
