@@ -354,6 +354,29 @@ fn bench(c: &mut Criterion) {
                 t
             })
         });
+        g.bench_function("vmm_map_prepare_only", |b| {
+            b.iter_custom(|iters| {
+                let mut t = Duration::ZERO;
+                for _ in 0..iters {
+                    let runs = [PhysRun::vram(VramAddress::new(PA), len)];
+                    let s = Instant::now();
+                    let op = r
+                        .space
+                        .prepare_map(
+                            &mut r.alloc,
+                            &mut r.vram,
+                            VaPlacement::Fixed(VirtAddr::new(VA)),
+                            &runs,
+                            PteAttrs::default(),
+                            Some(ps),
+                        )
+                        .unwrap();
+                    t += s.elapsed();
+                    r.space.cancel(&mut r.alloc, op).unwrap();
+                }
+                t
+            })
+        });
         g.bench_function("limit_write", |b| b.iter(|| limit(&mut r.vram, words)));
         if len <= 1 << 30 {
             let root = new_table(&mut r.vram, &mut r.alloc);

@@ -386,14 +386,41 @@ impl<M: PtFormat, N: Slab<Node>, K: Slab<Kids>, V: VaRanges> AddressSpace<M, N, 
         }
         let j0 = lo.saturating_sub(eb) >> 16;
         let j1 = hi.saturating_sub(eb).saturating_add(SZ_64K.wrapping_sub(1)) >> 16;
+        // 64 KiB pieces are possible at all only if the size is legal and not pinned away.
+        let big_ok = match req.kind {
+            OpKind::Map { pinned, .. } => {
+                pinned.is_none_or(|p| p == PageSize::Size64K) && self.allowed(PageSize::Size64K)
+            }
+            OpKind::Sparse => self.allowed(PageSize::Size64K),
+            OpKind::Unmap | OpKind::Protect(_) => big.is_some(),
+        };
+        if !big_ok {
+            // Only 4 KiB pieces: whole slots hold 16, the edge slots what is in range.
+            let j1 = j1.min(32);
+            if let Some(mid) = n.get_mut(uidx(j0)..uidx(j1)) {
+                mid.fill(16);
+            }
+            for j in [j0, j1.saturating_sub(1)] {
+                let sb = eb.saturating_add(j << 16);
+                let a = sb.max(lo);
+                let b = sb.saturating_add(SZ_64K).min(hi);
+                if let Some(c) = n.get_mut(uidx(j)) {
+                    *c = u8::try_from(b.saturating_sub(a) >> 12).unwrap_or(16);
+                }
+            }
+            return (0, n);
+        }
         for j in j0..j1.min(32) {
             let sb = eb.saturating_add(j << 16);
-            let is_big = match req.kind {
-                OpKind::Map { .. } | OpKind::Sparse => self.fits(req, cur, sb, PageSize::Size64K),
-                OpKind::Unmap | OpKind::Protect(_) => {
-                    big.is_some_and(|b| b.sub.get(uidx(j)).is_some_and(|&x| x != 0))
-                }
-            };
+            let is_big = big_ok
+                && match req.kind {
+                    OpKind::Map { .. } | OpKind::Sparse => {
+                        self.fits(req, cur, sb, PageSize::Size64K)
+                    }
+                    OpKind::Unmap | OpKind::Protect(_) => {
+                        big.is_some_and(|b| b.sub.get(uidx(j)).is_some_and(|&x| x != 0))
+                    }
+                };
             if is_big {
                 mask |= 1 << j;
             } else {
@@ -733,7 +760,9 @@ impl<M: PtFormat, N: Slab<Node>, K: Slab<Kids>, V: VaRanges> AddressSpace<M, N, 
             Mode::Read => return Ok(()),
         }
         let first = words.first().copied().unwrap_or(0);
-        if words.iter().all(|&w| w == first) {
+        // A run of one value (zeroes, sparse) goes out as a fill; a run of PTEs usually
+        // differs at its ends already, so the full scan is rare.
+        if words.last().copied().unwrap_or(0) == first && words.iter().all(|&w| w == first) {
             c.vram.fill_u64(addr, first, n as u64)?;
         } else {
             c.vram.write_u64s(addr, words)?;
