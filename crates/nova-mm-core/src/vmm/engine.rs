@@ -386,14 +386,41 @@ impl<M: PtFormat, N: Slab<Node>, K: Slab<Kids>, V: VaRanges> AddressSpace<M, N, 
         }
         let j0 = lo.saturating_sub(eb) >> 16;
         let j1 = hi.saturating_sub(eb).saturating_add(SZ_64K.wrapping_sub(1)) >> 16;
+        // 64 KiB pieces are possible at all only if the size is legal and not pinned away.
+        let big_ok = match req.kind {
+            OpKind::Map { pinned, .. } => {
+                pinned.is_none_or(|p| p == PageSize::Size64K) && self.allowed(PageSize::Size64K)
+            }
+            OpKind::Sparse => self.allowed(PageSize::Size64K),
+            OpKind::Unmap | OpKind::Protect(_) => big.is_some(),
+        };
+        if !big_ok {
+            // Only 4 KiB pieces: whole slots hold 16, the edge slots what is in range.
+            let j1 = j1.min(32);
+            if let Some(mid) = n.get_mut(uidx(j0)..uidx(j1)) {
+                mid.fill(16);
+            }
+            for j in [j0, j1.saturating_sub(1)] {
+                let sb = eb.saturating_add(j << 16);
+                let a = sb.max(lo);
+                let b = sb.saturating_add(SZ_64K).min(hi);
+                if let Some(c) = n.get_mut(uidx(j)) {
+                    *c = u8::try_from(b.saturating_sub(a) >> 12).unwrap_or(16);
+                }
+            }
+            return (0, n);
+        }
         for j in j0..j1.min(32) {
             let sb = eb.saturating_add(j << 16);
-            let is_big = match req.kind {
-                OpKind::Map { .. } | OpKind::Sparse => self.fits(req, cur, sb, PageSize::Size64K),
-                OpKind::Unmap | OpKind::Protect(_) => {
-                    big.is_some_and(|b| b.sub.get(uidx(j)).is_some_and(|&x| x != 0))
-                }
-            };
+            let is_big = big_ok
+                && match req.kind {
+                    OpKind::Map { .. } | OpKind::Sparse => {
+                        self.fits(req, cur, sb, PageSize::Size64K)
+                    }
+                    OpKind::Unmap | OpKind::Protect(_) => {
+                        big.is_some_and(|b| b.sub.get(uidx(j)).is_some_and(|&x| x != 0))
+                    }
+                };
             if is_big {
                 mask |= 1 << j;
             } else {
@@ -733,7 +760,9 @@ impl<M: PtFormat, N: Slab<Node>, K: Slab<Kids>, V: VaRanges> AddressSpace<M, N, 
             Mode::Read => return Ok(()),
         }
         let first = words.first().copied().unwrap_or(0);
-        if words.iter().all(|&w| w == first) {
+        // A run of one value (zeroes, sparse) goes out as a fill; a run of PTEs usually
+        // differs at its ends already, so the full scan is rare.
+        if words.last().copied().unwrap_or(0) == first && words.iter().all(|&w| w == first) {
             c.vram.fill_u64(addr, first, n as u64)?;
         } else {
             c.vram.write_u64s(addr, words)?;
@@ -765,15 +794,20 @@ impl<M: PtFormat, N: Slab<Node>, K: Slab<Kids>, V: VaRanges> AddressSpace<M, N, 
         &mut self,
         c: &mut Ctx<'_, '_, W, G>,
         addr: VramAddress,
-        stride_words: u64,
         n: u64,
+        pick: Option<&[u64; 8]>,
         check_valid: Option<bool>,
     ) -> Result<(), PassErr> {
-        for k in 0..n {
-            let a = addr
-                .checked_add(k.saturating_mul(stride_words).saturating_mul(8))
-                .ok_or(PassErr::Vmm(VmmError::Inconsistent))?;
-            let w = c.vram.read64(a)?;
+        // One bulk read per run, into the scratch.
+        let buf = self
+            .scratch
+            .get_mut(..uidx(n))
+            .ok_or(PassErr::Vmm(VmmError::Inconsistent))?;
+        c.vram.read_u64s(addr, buf)?;
+        for (i, &w) in (0u64..).zip(buf.iter()) {
+            if pick.is_some_and(|p| !get_bit(p, i)) {
+                continue;
+            }
             if let Some(big) = check_valid {
                 // Protect: every leaf must be a valid PTE.
                 let ok = matches!(M::decode_leaf(c.chip, w, big), Ok(PteState::Valid(_)));
@@ -876,16 +910,14 @@ impl<M: PtFormat, N: Slab<Node>, K: Slab<Kids>, V: VaRanges> AddressSpace<M, N, 
                 .ok_or(PassErr::Vmm(VmmError::Inconsistent))?;
             if c.mode == Mode::Read {
                 // Save the leaf entries (low words only; the high word of a dual leaf is 0).
+                let mut pick = [0u64; 8];
                 for k in a..i {
                     let slot = if dual { k.saturating_mul(2) } else { k };
                     if self.kid(&dir, slot) == KID_LEAF_LIVE {
-                        let ka = dir
-                            .addr
-                            .checked_add(k.saturating_mul(words).saturating_mul(8))
-                            .ok_or(PassErr::Vmm(VmmError::Inconsistent))?;
-                        self.record(c, ka, 1, 1, None)?;
+                        set_bit(&mut pick, k.saturating_sub(a).saturating_mul(words));
                     }
                 }
+                self.record(c, ea, n_entries.saturating_mul(words), Some(&pick), None)?;
                 c.run_no = c.run_no.saturating_add(1);
                 continue;
             }
@@ -1077,10 +1109,12 @@ impl<M: PtFormat, N: Slab<Node>, K: Slab<Kids>, V: VaRanges> AddressSpace<M, N, 
                         continue;
                     }
                     // A run of consecutive small slots up to the next big piece or `hi`.
+                    // Up to the next big piece or `hi`, a 64 KiB slot at a time.
                     let mut run_end = v;
                     while run_end < hi && mask & (1 << (run_end.saturating_sub(eb) >> 16)) == 0 {
-                        run_end = run_end.saturating_add(SZ_4K);
+                        run_end = (run_end | SZ_64K.wrapping_sub(1)).saturating_add(1);
                     }
+                    let run_end = run_end.min(hi);
                     let first_slot = v.saturating_sub(eb) >> 12;
                     let cnt = run_end.saturating_sub(v) >> 12;
                     let ea = sn
@@ -1088,7 +1122,7 @@ impl<M: PtFormat, N: Slab<Node>, K: Slab<Kids>, V: VaRanges> AddressSpace<M, N, 
                         .checked_add(first_slot.saturating_mul(8))
                         .ok_or(PassErr::Vmm(VmmError::Inconsistent))?;
                     if read {
-                        self.record(c, ea, 1, cnt, protect.then_some(false))?;
+                        self.record(c, ea, cnt, None, protect.then_some(false))?;
                         c.run_no = c.run_no.saturating_add(1);
                     } else {
                         self.small_values(c, v, cnt, new)?;
@@ -1149,15 +1183,19 @@ impl<M: PtFormat, N: Slab<Node>, K: Slab<Kids>, V: VaRanges> AddressSpace<M, N, 
                     .checked_add(a.saturating_mul(8))
                     .ok_or(PassErr::Vmm(VmmError::Inconsistent))?;
                 if read {
+                    let mut pick = [0u64; 8];
                     for k in a..j {
                         if mask & (1 << k) != 0 {
-                            let ka = bn
-                                .addr
-                                .checked_add(k.saturating_mul(8))
-                                .ok_or(PassErr::Vmm(VmmError::Inconsistent))?;
-                            self.record(c, ka, 1, 1, protect.then_some(true))?;
+                            set_bit(&mut pick, k.saturating_sub(a));
                         }
                     }
+                    self.record(
+                        c,
+                        ea,
+                        j.saturating_sub(a),
+                        Some(&pick),
+                        protect.then_some(true),
+                    )?;
                     c.run_no = c.run_no.saturating_add(1);
                     continue;
                 }
@@ -1242,13 +1280,60 @@ impl<M: PtFormat, N: Slab<Node>, K: Slab<Kids>, V: VaRanges> AddressSpace<M, N, 
                 return Ok(());
             }
         }
-        for k in 0..cnt {
-            let w = Self::pte_value(c, v.saturating_add(k << 12), false, new)?;
-            if let Some(s) = self.scratch.get_mut(uidx(k)) {
-                *s = w;
+        let buf = self
+            .scratch
+            .get_mut(..uidx(cnt))
+            .ok_or(PassErr::Vmm(VmmError::Inconsistent))?;
+        match (c.req.kind, new) {
+            (OpKind::Map { .. } | OpKind::Sparse, false) | (OpKind::Unmap, true) => buf.fill(0),
+            (OpKind::Sparse, true) => {
+                buf.fill(M::encode_leaf(c.chip, &PteState::Sparse, false).map_err(|_| bad)?)
+            }
+            (OpKind::Unmap | OpKind::Protect(_), false) => Self::old_into(c, buf),
+            _ => {
+                for (k, s) in (0u64..).zip(buf.iter_mut()) {
+                    *s = Self::pte_value(c, v.saturating_add(k << 12), false, new)?;
+                }
             }
         }
         Ok(())
+    }
+
+    /// Fills `buf` with the next saved words, a segment at a time.
+    fn old_into<W: ?Sized, G: SegStore>(c: &mut Ctx<'_, '_, W, G>, buf: &mut [u64]) {
+        let mut i = 0usize;
+        while i < buf.len() {
+            let Some(sg) = c.segs.seg(c.seg_i) else {
+                if let Some(rest) = buf.get_mut(i..) {
+                    rest.fill(0);
+                }
+                return;
+            };
+            let left = usize::try_from(sg.count.saturating_sub(c.seg_off)).unwrap_or(0);
+            let take = left.min(buf.len().saturating_sub(i));
+            let mut w = sg
+                .first
+                .wrapping_add(sg.step.wrapping_mul(u64::from(c.seg_off)));
+            if let Some(out) = buf.get_mut(i..i.saturating_add(take)) {
+                for o in out {
+                    *o = w;
+                    w = w.wrapping_add(sg.step);
+                }
+            }
+            i = i.saturating_add(take);
+            c.seg_off = c
+                .seg_off
+                .saturating_add(u32::try_from(take).unwrap_or(u32::MAX));
+            if c.seg_off >= sg.count {
+                c.seg_i = c.seg_i.saturating_add(1);
+                c.seg_off = 0;
+            }
+            if take == 0 {
+                // An empty segment: skip it.
+                c.seg_i = c.seg_i.saturating_add(1);
+                c.seg_off = 0;
+            }
+        }
     }
 
     // ----- commit -----------------------------------------------------------------------
