@@ -194,13 +194,14 @@ fn frag_phase1_ours(pool: &mut Pool) -> f64 {
         b.alloc_into(&req(AllocMode::Simple, 8192, 65536), &mut s)
             .unwrap();
     }
-    let (cl, di): (Vec<(usize, Block)>, Vec<(usize, Block)>) =
+    let pick = |keep: bool| -> Vec<Block> {
         s.0.iter()
-            .copied()
             .enumerate()
-            .partition(|(i, _)| i % 4 == 0 || i % 4 == 3);
-    let cl: Vec<Block> = cl.into_iter().map(|x| x.1).collect();
-    let di: Vec<Block> = di.into_iter().map(|x| x.1).collect();
+            .filter(|(i, _)| (i % 4 == 0 || i % 4 == 3) == keep)
+            .map(|(_, b)| *b)
+            .collect()
+    };
+    let (cl, di) = (pick(true), pick(false));
     b.free_blocks(&cl, true).unwrap();
     b.free_blocks(&di, false).unwrap();
     let mut s2 = Sink(Vec::with_capacity(n));
