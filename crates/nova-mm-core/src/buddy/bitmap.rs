@@ -194,62 +194,6 @@ impl<C: core::ops::Deref<Target = Core>, M: core::ops::Deref<Target = [u64]>> Ct
         }
     }
 
-    /// Lowest set bit of level `l` of tree `t` in `[lo, hi)`.
-    pub(crate) fn find_next(&self, t: usize, l: usize, lo: u64, hi: u64) -> Option<u64> {
-        let hi = hi.min(self.level_bits(t, l));
-        if lo >= hi {
-            return None;
-        }
-        let w = lo >> 6;
-        let word = self.lword(t, l, w) & wmask(w, lo, hi);
-        if word != 0 {
-            return Some(w.wrapping_shl(6) | u64::from(word.trailing_zeros()));
-        }
-        if l.saturating_add(1) >= self.levels(t) {
-            return None;
-        }
-        let nw = self.find_next(t, l.saturating_add(1), w.saturating_add(1), hi.div_ceil(64))?;
-        let word = self.lword(t, l, nw) & wmask(nw, lo, hi);
-        (word != 0).then(|| nw.wrapping_shl(6) | u64::from(word.trailing_zeros()))
-    }
-
-    /// Highest set bit of level `l` of tree `t` in `[lo, hi)`.
-    pub(crate) fn find_prev(&self, t: usize, l: usize, lo: u64, hi: u64) -> Option<u64> {
-        let hi = hi.min(self.level_bits(t, l));
-        if lo >= hi {
-            return None;
-        }
-        let w = hi.saturating_sub(1) >> 6;
-        let word = self.lword(t, l, w) & wmask(w, lo, hi);
-        if word != 0 {
-            return Some(w.wrapping_shl(6) | u64::from(msb(word)));
-        }
-        if l.saturating_add(1) >= self.levels(t) {
-            return None;
-        }
-        let nw = self.find_prev(t, l.saturating_add(1), lo >> 6, w)?;
-        let word = self.lword(t, l, nw) & wmask(nw, lo, hi);
-        (word != 0).then(|| nw.wrapping_shl(6) | u64::from(msb(word)))
-    }
-
-    /// Lowest leaf word of tree `t` in `[w0, w1)` that is non-zero.
-    pub(crate) fn next_word(&self, t: usize, w0: u64, w1: u64) -> Option<u64> {
-        if self.levels(t) > 1 {
-            self.find_next(t, 1, w0, w1)
-        } else {
-            (w0 == 0 && w1 > 0 && self.lword(t, 0, 0) != 0).then_some(0)
-        }
-    }
-
-    /// Highest leaf word of tree `t` in `[w0, w1)` that is non-zero.
-    pub(crate) fn prev_word(&self, t: usize, w0: u64, w1: u64) -> Option<u64> {
-        if self.levels(t) > 1 {
-            self.find_prev(t, 1, w0, w1)
-        } else {
-            (w0 == 0 && w1 > 0 && self.lword(t, 0, 0) != 0).then_some(0)
-        }
-    }
-
     /// Whether block `i` of order `k` is a maximal free block.
     #[inline]
     pub(crate) fn is_free(&self, k: u32, i: u64) -> bool {
@@ -326,7 +270,7 @@ impl<C: core::ops::DerefMut<Target = Core>, M: core::ops::DerefMut<Target = [u64
             let old = self.rd(i);
             let new = if on { old | bit(b) } else { old & !bit(b) };
             self.wr(i, new);
-            if (old == 0) == (new == 0) {
+            if (old == 0) == (new == 0) || (!on && l >= 1) {
                 return;
             }
             l = l.saturating_add(1);
@@ -516,6 +460,88 @@ impl<C: core::ops::DerefMut<Target = Core>, M: core::ops::DerefMut<Target = [u64
             w = w.saturating_add(1);
         }
         all_clear
+    }
+
+    /// Lowest set bit of level `l` of tree `t` in `[lo, hi)`. Summary bits above level 1 may be
+    /// stale (set over an empty word: clears do not propagate past level 1, which keeps
+    /// toggling cheap); a search clears the stale bits it meets.
+    pub(crate) fn find_next(&mut self, t: usize, l: usize, lo: u64, hi: u64) -> Option<u64> {
+        let hi = hi.min(self.level_bits(t, l));
+        if lo >= hi {
+            return None;
+        }
+        let w = lo >> 6;
+        let word = self.lword(t, l, w) & wmask(w, lo, hi);
+        if word != 0 {
+            return Some(w.wrapping_shl(6) | u64::from(word.trailing_zeros()));
+        }
+        if l.saturating_add(1) >= self.levels(t) {
+            return None;
+        }
+        let hw = hi.div_ceil(64);
+        let mut from = w.saturating_add(1);
+        loop {
+            let nw = self.find_next(t, l.saturating_add(1), from, hw)?;
+            let full = self.lword(t, l, nw);
+            let word = full & wmask(nw, lo, hi);
+            if word != 0 {
+                return Some(nw.wrapping_shl(6) | u64::from(word.trailing_zeros()));
+            }
+            if full != 0 {
+                return None;
+            }
+            self.flip(t, l.saturating_add(1), nw, false);
+            from = nw.saturating_add(1);
+        }
+    }
+
+    /// Highest set bit of level `l` of tree `t` in `[lo, hi)` (stale summaries as in
+    /// [`Self::find_next`]).
+    pub(crate) fn find_prev(&mut self, t: usize, l: usize, lo: u64, hi: u64) -> Option<u64> {
+        let hi = hi.min(self.level_bits(t, l));
+        if lo >= hi {
+            return None;
+        }
+        let w = hi.saturating_sub(1) >> 6;
+        let word = self.lword(t, l, w) & wmask(w, lo, hi);
+        if word != 0 {
+            return Some(w.wrapping_shl(6) | u64::from(msb(word)));
+        }
+        if l.saturating_add(1) >= self.levels(t) {
+            return None;
+        }
+        let mut to = w;
+        loop {
+            let nw = self.find_prev(t, l.saturating_add(1), lo >> 6, to)?;
+            let full = self.lword(t, l, nw);
+            let word = full & wmask(nw, lo, hi);
+            if word != 0 {
+                return Some(nw.wrapping_shl(6) | u64::from(msb(word)));
+            }
+            if full != 0 {
+                return None;
+            }
+            self.flip(t, l.saturating_add(1), nw, false);
+            to = nw;
+        }
+    }
+
+    /// Lowest leaf word of tree `t` in `[w0, w1)` that is non-zero.
+    pub(crate) fn next_word(&mut self, t: usize, w0: u64, w1: u64) -> Option<u64> {
+        if self.levels(t) > 1 {
+            self.find_next(t, 1, w0, w1)
+        } else {
+            (w0 == 0 && w1 > 0 && self.lword(t, 0, 0) != 0).then_some(0)
+        }
+    }
+
+    /// Highest leaf word of tree `t` in `[w0, w1)` that is non-zero.
+    pub(crate) fn prev_word(&mut self, t: usize, w0: u64, w1: u64) -> Option<u64> {
+        if self.levels(t) > 1 {
+            self.find_prev(t, 1, w0, w1)
+        } else {
+            (w0 == 0 && w1 > 0 && self.lword(t, 0, 0) != 0).then_some(0)
+        }
     }
 }
 
