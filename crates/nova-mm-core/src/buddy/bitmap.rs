@@ -263,13 +263,19 @@ impl<C: core::ops::DerefMut<Target = Core>, M: core::ops::DerefMut<Target = [u64
 
     /// Sets or clears bit `b` of level `l` of tree `t` and keeps the summaries above in step.
     pub(crate) fn flip(&mut self, t: usize, mut l: usize, mut b: u64, on: bool) {
-        let levels = self.levels(t);
-        while l < levels {
+        let Some(tl) = self.c.layout.trees.get(t) else {
+            return;
+        };
+        let m = &mut *self.m;
+        while l < tl.levels {
             let w = b >> 6;
-            let i = ix(self.level_off(t, l), w);
-            let old = self.rd(i);
+            let Some(off) = tl.off.get(l) else { return };
+            let Some(x) = m.get_mut(ix(*off, w)) else {
+                return;
+            };
+            let old = *x;
             let new = if on { old | bit(b) } else { old & !bit(b) };
-            self.wr(i, new);
+            *x = new;
             if (old == 0) == (new == 0) || (!on && l >= 1) {
                 return;
             }
