@@ -20,6 +20,11 @@ enum Pref {
     View(usize),
 }
 
+/// Whether all free memory is in one clear state, so preferences cannot matter.
+fn pref_any(avail: u64, clear_avail: u64) -> bool {
+    clear_avail == 0 || clear_avail == avail
+}
+
 /// Placement of one block.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Place {
@@ -72,24 +77,37 @@ impl<C: core::ops::DerefMut<Target = Core>, M: core::ops::DerefMut<Target = [u64
     }
 
     /// The smallest non-empty order `≥ k` and its highest block.
-    fn smallest_block(&self, k: u32) -> Option<(u32, u64)> {
+    fn smallest_block(&mut self, k: u32) -> Option<(u32, u64)> {
         let mask = self.c.nonempty & !pow2(k).wrapping_sub(1);
         if mask == 0 {
             return None;
         }
         let j = mask.trailing_zeros();
-        let q = self.find_prev(super::bitmap::tree_of(j), 0, 0, u64::MAX)?;
+        let q = self.highest_in(j)?;
         Some((j, q))
     }
 
+    /// Highest maximal free block of order `j`, starting from the tree's upper-bound hint.
+    fn highest_in(&mut self, j: u32) -> Option<u64> {
+        let t = super::bitmap::tree_of(j);
+        let hint = self.c.top.get(t).copied().unwrap_or(u64::MAX);
+        let q = self
+            .find_prev(t, 0, 0, hint)
+            .or_else(|| self.find_prev(t, 0, 0, u64::MAX));
+        if let Some(h) = self.c.top.get_mut(t) {
+            *h = q.map_or(0, |q| q.wrapping_add(1));
+        }
+        q
+    }
+
     /// The free block of order `≥ k` with the highest address.
-    fn highest_block(&self, k: u32) -> Option<(u32, u64)> {
+    fn highest_block(&mut self, k: u32) -> Option<(u32, u64)> {
         let mut best: Option<(u32, u64)> = None;
         let mut mask = self.c.nonempty & !pow2(k).wrapping_sub(1);
         while mask != 0 {
             let j = mask.trailing_zeros();
             mask &= mask.wrapping_sub(1);
-            if let Some(q) = self.find_prev(super::bitmap::tree_of(j), 0, 0, u64::MAX) {
+            if let Some(q) = self.highest_in(j) {
                 let start = q.wrapping_shl(j);
                 if best.is_none_or(|(bj, bq)| bq.wrapping_shl(bj) < start) {
                     best = Some((j, q));
@@ -296,9 +314,24 @@ impl<C: core::ops::DerefMut<Target = Core>, M: core::ops::DerefMut<Target = [u64
             }
             return self.exact(s, e, sink);
         }
+        if size == chunk
+            && min == chunk
+            && req.mode == AllocMode::Simple
+            && pref_any(self.c.avail, self.c.clear_avail)
+        {
+            // The single-chunk hot path: no rounding, no loop, no trim.
+            let (p, clear) = self
+                .alloc_one(0, Place::Simple, Pref::Any)
+                .ok_or(BuddyError::NoSpace)?;
+            if sink.try_push(self.block(0, p, clear)) {
+                return Ok(());
+            }
+            self.release(0, p, ClearMode::Keep);
+            return Err(BuddyError::SinkFull);
+        }
         let contig = req.flags.contains(AllocFlags::CONTIGUOUS);
         let want_clear = req.flags.contains(AllocFlags::CLEAR);
-        let pref = if self.c.clear_avail == 0 || self.c.clear_avail == self.c.avail {
+        let pref = if pref_any(self.c.avail, self.c.clear_avail) {
             Pref::Any
         } else if want_clear {
             Pref::View(T_CLEAR)
@@ -312,6 +345,11 @@ impl<C: core::ops::DerefMut<Target = Core>, M: core::ops::DerefMut<Target = [u64
             // Offset-aligned: one block of exactly `size` at a `min`-aligned offset.
             let k = msb(size >> shift);
             let down = !range;
+            // Only a CLEAR request searches for its clear state first here: a dirty request
+            // taking clear memory loses nothing, and skipping the dirty-run search keeps
+            // patterns like VK-CTS (clear 8 KiB pieces on every 256 KiB boundary) from paying
+            // a whole-pool scan per run.
+            let pref = if want_clear { pref } else { Pref::Any };
             return match self.alloc_aligned(k, orig_min_order, s, e, down, pref) {
                 Some((p, clear)) => {
                     if sink.try_push(self.block(k, p, clear)) {

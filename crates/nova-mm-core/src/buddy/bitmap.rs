@@ -50,6 +50,17 @@ pub(crate) fn free0(f: u64) -> u64 {
     f & !swapped
 }
 
+/// Population count, fast for the common 0- and 1-bit cases (the baseline x86-64 target has no
+/// `popcnt` instruction).
+#[inline]
+pub(crate) fn pc(x: u64) -> u64 {
+    if x & x.wrapping_sub(1) == 0 {
+        u64::from(x != 0)
+    } else {
+        u64::from(x.count_ones())
+    }
+}
+
 #[inline]
 fn ix(off: usize, w: u64) -> usize {
     usize::try_from(w)
@@ -106,6 +117,9 @@ pub(crate) struct Core {
     pub(crate) gen: u64,
     pub(crate) hints: [Hint; HINTS],
     pub(crate) hint_next: usize,
+    /// Per tree, an upper bound (exclusive) of its set leaf bits: highest-block searches start
+    /// there instead of at the top of the summaries.
+    pub(crate) top: [u64; MAX_TREES],
 }
 
 /// The state and its metadata words, borrowed together for one operation.
@@ -180,62 +194,6 @@ impl<C: core::ops::Deref<Target = Core>, M: core::ops::Deref<Target = [u64]>> Ct
         }
     }
 
-    /// Lowest set bit of level `l` of tree `t` in `[lo, hi)`.
-    pub(crate) fn find_next(&self, t: usize, l: usize, lo: u64, hi: u64) -> Option<u64> {
-        let hi = hi.min(self.level_bits(t, l));
-        if lo >= hi {
-            return None;
-        }
-        let w = lo >> 6;
-        let word = self.lword(t, l, w) & wmask(w, lo, hi);
-        if word != 0 {
-            return Some(w.wrapping_shl(6) | u64::from(word.trailing_zeros()));
-        }
-        if l.saturating_add(1) >= self.levels(t) {
-            return None;
-        }
-        let nw = self.find_next(t, l.saturating_add(1), w.saturating_add(1), hi.div_ceil(64))?;
-        let word = self.lword(t, l, nw) & wmask(nw, lo, hi);
-        (word != 0).then(|| nw.wrapping_shl(6) | u64::from(word.trailing_zeros()))
-    }
-
-    /// Highest set bit of level `l` of tree `t` in `[lo, hi)`.
-    pub(crate) fn find_prev(&self, t: usize, l: usize, lo: u64, hi: u64) -> Option<u64> {
-        let hi = hi.min(self.level_bits(t, l));
-        if lo >= hi {
-            return None;
-        }
-        let w = hi.saturating_sub(1) >> 6;
-        let word = self.lword(t, l, w) & wmask(w, lo, hi);
-        if word != 0 {
-            return Some(w.wrapping_shl(6) | u64::from(msb(word)));
-        }
-        if l.saturating_add(1) >= self.levels(t) {
-            return None;
-        }
-        let nw = self.find_prev(t, l.saturating_add(1), lo >> 6, w)?;
-        let word = self.lword(t, l, nw) & wmask(nw, lo, hi);
-        (word != 0).then(|| nw.wrapping_shl(6) | u64::from(msb(word)))
-    }
-
-    /// Lowest leaf word of tree `t` in `[w0, w1)` that is non-zero.
-    pub(crate) fn next_word(&self, t: usize, w0: u64, w1: u64) -> Option<u64> {
-        if self.levels(t) > 1 {
-            self.find_next(t, 1, w0, w1)
-        } else {
-            (w0 == 0 && w1 > 0 && self.lword(t, 0, 0) != 0).then_some(0)
-        }
-    }
-
-    /// Highest leaf word of tree `t` in `[w0, w1)` that is non-zero.
-    pub(crate) fn prev_word(&self, t: usize, w0: u64, w1: u64) -> Option<u64> {
-        if self.levels(t) > 1 {
-            self.find_prev(t, 1, w0, w1)
-        } else {
-            (w0 == 0 && w1 > 0 && self.lword(t, 0, 0) != 0).then_some(0)
-        }
-    }
-
     /// Whether block `i` of order `k` is a maximal free block.
     #[inline]
     pub(crate) fn is_free(&self, k: u32, i: u64) -> bool {
@@ -305,14 +263,20 @@ impl<C: core::ops::DerefMut<Target = Core>, M: core::ops::DerefMut<Target = [u64
 
     /// Sets or clears bit `b` of level `l` of tree `t` and keeps the summaries above in step.
     pub(crate) fn flip(&mut self, t: usize, mut l: usize, mut b: u64, on: bool) {
-        let levels = self.levels(t);
-        while l < levels {
+        let Some(tl) = self.c.layout.trees.get(t) else {
+            return;
+        };
+        let m = &mut *self.m;
+        while l < tl.levels {
             let w = b >> 6;
-            let i = ix(self.level_off(t, l), w);
-            let old = self.rd(i);
+            let Some(off) = tl.off.get(l) else { return };
+            let Some(x) = m.get_mut(ix(*off, w)) else {
+                return;
+            };
+            let old = *x;
             let new = if on { old | bit(b) } else { old & !bit(b) };
-            self.wr(i, new);
-            if (old == 0) == (new == 0) {
+            *x = new;
+            if (old == 0) == (new == 0) || (!on && l >= 1) {
                 return;
             }
             l = l.saturating_add(1);
@@ -326,7 +290,13 @@ impl<C: core::ops::DerefMut<Target = Core>, M: core::ops::DerefMut<Target = [u64
         if k == 0 {
             return;
         }
-        self.flip(tree_of(k), 0, i, on);
+        let t = tree_of(k);
+        self.flip(t, 0, i, on);
+        if on {
+            if let Some(h) = self.c.top.get_mut(t) {
+                *h = (*h).max(i.wrapping_add(1));
+            }
+        }
         let ku = usize::try_from(k).unwrap_or(usize::MAX);
         if let Some(c) = self.c.counts.get_mut(ku) {
             *c = if on {
@@ -341,6 +311,73 @@ impl<C: core::ops::DerefMut<Target = Core>, M: core::ops::DerefMut<Target = [u64
                 self.c.nonempty & !pow2(k)
             };
         }
+    }
+
+    /// [`Self::fc_range`] for one chunk: the hot path of single-chunk allocation and free, with
+    /// the counter updates known without population counts.
+    #[inline]
+    fn fc_chunk(&mut self, p: u64, free: bool, cm: ClearMode) -> bool {
+        let w = p >> 6;
+        let b = bit(p);
+        let fi = ix(self.c.layout.f_off, w);
+        let ci = ix(self.c.layout.c_off, w);
+        let f = self.rd(fi);
+        let c = self.rd(ci);
+        let was = f & c & b == b;
+        let nf = if free { f | b } else { f & !b };
+        let nc = match cm {
+            ClearMode::Keep => c,
+            ClearMode::Set(true) => c | b,
+            ClearMode::Set(false) => c & !b,
+        };
+        if nf == f && nc == c {
+            return was;
+        }
+        self.wr(fi, nf);
+        if nc != c {
+            self.wr(ci, nc);
+        }
+        if (f == 0) != (nf == 0) {
+            self.flip(T_FREE, 1, w, nf != 0);
+        }
+        let (cl_o, cl_n) = (f & c, nf & nc);
+        if (cl_o == 0) != (cl_n == 0) {
+            self.flip(T_CLEAR, 1, w, cl_n != 0);
+        }
+        let (di_o, di_n) = (f & !c, nf & !nc);
+        if (di_o == 0) != (di_n == 0) {
+            self.flip(T_DIRTY, 1, w, di_n != 0);
+        }
+        let (z_o, z_n) = (free0(f), free0(nf));
+        if (z_o == 0) != (z_n == 0) {
+            self.flip(T_ORDER0, 1, w, z_n != 0);
+        }
+        let core = &mut *self.c;
+        if z_o != z_n {
+            let up = z_n & !z_o;
+            if let Some(c0) = core.counts.get_mut(0) {
+                *c0 = c0.wrapping_add(pc(up)).wrapping_sub(pc(z_o & !z_n));
+                core.nonempty = if *c0 != 0 {
+                    core.nonempty | 1
+                } else {
+                    core.nonempty & !1
+                };
+            }
+            if up != 0 {
+                if let Some(h) = core.top.get_mut(T_ORDER0) {
+                    *h = (*h).max(w.wrapping_shl(6).wrapping_add(64));
+                }
+            }
+        }
+        core.avail = core.avail.wrapping_add(pc(nf & b)).wrapping_sub(pc(f & b));
+        core.clear_avail = core
+            .clear_avail
+            .wrapping_add(pc(cl_n & b))
+            .wrapping_sub(pc(cl_o & b));
+        if (nf & !f) != 0 || nc != c {
+            core.gen = core.gen.wrapping_add(1);
+        }
+        was
     }
 
     /// Replaces free/clear word `w` and updates every derived summary and counter.
@@ -366,24 +403,35 @@ impl<C: core::ops::DerefMut<Target = Core>, M: core::ops::DerefMut<Target = [u64
             }
         }
         let c = &mut *self.c;
-        let z_old = u64::from(free0(f_old).count_ones());
-        let z_new = u64::from(free0(f_new).count_ones());
-        if let Some(c0) = c.counts.get_mut(0) {
-            *c0 = c0.wrapping_add(z_new).wrapping_sub(z_old);
-            c.nonempty = if *c0 != 0 {
-                c.nonempty | 1
-            } else {
-                c.nonempty & !1
-            };
+        let (z_old, z_new) = (free0(f_old), free0(f_new));
+        if z_old != z_new {
+            if let Some(c0) = c.counts.get_mut(0) {
+                *c0 = c0
+                    .wrapping_add(pc(z_new & !z_old))
+                    .wrapping_sub(pc(z_old & !z_new));
+                c.nonempty = if *c0 != 0 {
+                    c.nonempty | 1
+                } else {
+                    c.nonempty & !1
+                };
+            }
+            if z_new & !z_old != 0 {
+                let top = w.wrapping_shl(6).wrapping_add(64);
+                if let Some(h) = c.top.get_mut(T_ORDER0) {
+                    *h = (*h).max(top);
+                }
+            }
         }
+        let fc_old = f_old & c_old;
+        let fc_new = f_new & c_new;
         c.avail = c
             .avail
-            .wrapping_add(u64::from(f_new.count_ones()))
-            .wrapping_sub(u64::from(f_old.count_ones()));
+            .wrapping_add(pc(f_new & !f_old))
+            .wrapping_sub(pc(f_old & !f_new));
         c.clear_avail = c
             .clear_avail
-            .wrapping_add(u64::from((f_new & c_new).count_ones()))
-            .wrapping_sub(u64::from((f_old & c_old).count_ones()));
+            .wrapping_add(pc(fc_new & !fc_old))
+            .wrapping_sub(pc(fc_old & !fc_new));
         if f_new & !f_old != 0 || c_new != c_old {
             c.gen = c.gen.wrapping_add(1);
         }
@@ -395,6 +443,9 @@ impl<C: core::ops::DerefMut<Target = Core>, M: core::ops::DerefMut<Target = [u64
         let mut all_clear = true;
         if s >= e {
             return all_clear;
+        }
+        if e == s.wrapping_add(1) {
+            return self.fc_chunk(s, free, cm);
         }
         let mut w = s >> 6;
         let last = e.saturating_sub(1) >> 6;
@@ -415,6 +466,88 @@ impl<C: core::ops::DerefMut<Target = Core>, M: core::ops::DerefMut<Target = [u64
             w = w.saturating_add(1);
         }
         all_clear
+    }
+
+    /// Lowest set bit of level `l` of tree `t` in `[lo, hi)`. Summary bits above level 1 may be
+    /// stale (set over an empty word: clears do not propagate past level 1, which keeps
+    /// toggling cheap); a search clears the stale bits it meets.
+    pub(crate) fn find_next(&mut self, t: usize, l: usize, lo: u64, hi: u64) -> Option<u64> {
+        let hi = hi.min(self.level_bits(t, l));
+        if lo >= hi {
+            return None;
+        }
+        let w = lo >> 6;
+        let word = self.lword(t, l, w) & wmask(w, lo, hi);
+        if word != 0 {
+            return Some(w.wrapping_shl(6) | u64::from(word.trailing_zeros()));
+        }
+        if l.saturating_add(1) >= self.levels(t) {
+            return None;
+        }
+        let hw = hi.div_ceil(64);
+        let mut from = w.saturating_add(1);
+        loop {
+            let nw = self.find_next(t, l.saturating_add(1), from, hw)?;
+            let full = self.lword(t, l, nw);
+            let word = full & wmask(nw, lo, hi);
+            if word != 0 {
+                return Some(nw.wrapping_shl(6) | u64::from(word.trailing_zeros()));
+            }
+            if full != 0 {
+                return None;
+            }
+            self.flip(t, l.saturating_add(1), nw, false);
+            from = nw.saturating_add(1);
+        }
+    }
+
+    /// Highest set bit of level `l` of tree `t` in `[lo, hi)` (stale summaries as in
+    /// [`Self::find_next`]).
+    pub(crate) fn find_prev(&mut self, t: usize, l: usize, lo: u64, hi: u64) -> Option<u64> {
+        let hi = hi.min(self.level_bits(t, l));
+        if lo >= hi {
+            return None;
+        }
+        let w = hi.saturating_sub(1) >> 6;
+        let word = self.lword(t, l, w) & wmask(w, lo, hi);
+        if word != 0 {
+            return Some(w.wrapping_shl(6) | u64::from(msb(word)));
+        }
+        if l.saturating_add(1) >= self.levels(t) {
+            return None;
+        }
+        let mut to = w;
+        loop {
+            let nw = self.find_prev(t, l.saturating_add(1), lo >> 6, to)?;
+            let full = self.lword(t, l, nw);
+            let word = full & wmask(nw, lo, hi);
+            if word != 0 {
+                return Some(nw.wrapping_shl(6) | u64::from(msb(word)));
+            }
+            if full != 0 {
+                return None;
+            }
+            self.flip(t, l.saturating_add(1), nw, false);
+            to = nw;
+        }
+    }
+
+    /// Lowest leaf word of tree `t` in `[w0, w1)` that is non-zero.
+    pub(crate) fn next_word(&mut self, t: usize, w0: u64, w1: u64) -> Option<u64> {
+        if self.levels(t) > 1 {
+            self.find_next(t, 1, w0, w1)
+        } else {
+            (w0 == 0 && w1 > 0 && self.lword(t, 0, 0) != 0).then_some(0)
+        }
+    }
+
+    /// Highest leaf word of tree `t` in `[w0, w1)` that is non-zero.
+    pub(crate) fn prev_word(&mut self, t: usize, w0: u64, w1: u64) -> Option<u64> {
+        if self.levels(t) > 1 {
+            self.find_prev(t, 1, w0, w1)
+        } else {
+            (w0 == 0 && w1 > 0 && self.lword(t, 0, 0) != 0).then_some(0)
+        }
     }
 }
 

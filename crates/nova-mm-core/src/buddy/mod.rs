@@ -150,6 +150,7 @@ impl<'a> Buddy<'a> {
             gen: 0,
             hints: [Hint::default(); HINTS],
             hint_next: 0,
+            top: [0; layout::MAX_TREES],
         })
     }
 
@@ -229,6 +230,23 @@ impl<'a> Buddy<'a> {
     /// block); then nothing is freed.
     pub fn free_blocks(&mut self, blocks: &[Block], cleared: bool) -> Result<(), BuddyError> {
         self.ctx().free_list(blocks, cleared)
+    }
+
+    /// Frees the block of `order` at absolute `offset` (for callers that keep offsets instead of
+    /// [`Block`] values, like the peer allocators' `dealloc`).
+    ///
+    /// # Errors
+    ///
+    /// [`BuddyError::NotAllocated`] if no such block is wholly allocated.
+    pub fn free_at(&mut self, offset: u64, order: u32, cleared: bool) -> Result<(), BuddyError> {
+        let bad = BuddyError::NotAllocated { offset, order };
+        let b = Block {
+            offset,
+            order: u8::try_from(order).map_err(|_| bad)?,
+            chunk_shift: u8::try_from(self.core.shift).map_err(|_| bad)?,
+            clear: false,
+        };
+        self.free_blocks(core::slice::from_ref(&b), cleared)
     }
 
     /// Shrinks an allocated `block` to `new_size` bytes starting at `start` (absolute; the

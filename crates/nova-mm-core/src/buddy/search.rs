@@ -43,7 +43,7 @@ impl<C: core::ops::DerefMut<Target = Core>, M: core::ops::DerefMut<Target = [u64
     /// The lowest (or, with `down`, highest) position `p`, a multiple of `2^a` (`a ≥ k`), with
     /// `lo ≤ p`, `p + 2^k ≤ hi`, and bits `[p, p + 2^k)` of chunk view `t` all set.
     pub(crate) fn find_run(
-        &self,
+        &mut self,
         t: usize,
         k: u32,
         a: u32,
@@ -60,16 +60,14 @@ impl<C: core::ops::DerefMut<Target = Core>, M: core::ops::DerefMut<Target = [u64
         }
         if a < 6 {
             let stride = stride_mask(a);
-            let check = |w: u64| -> u64 {
-                run_mask(self.lword(t, 0, w), k) & stride & wmask(w, p_min, p_max.saturating_add(1))
-            };
+            let p_end = p_max.saturating_add(1);
             let w_lo = p_min >> 6;
             let w_end = (p_max >> 6).saturating_add(1);
             if down {
                 let mut w_hi = w_end;
                 loop {
                     let w = self.prev_word(t, w_lo, w_hi)?;
-                    let m = check(w);
+                    let m = self.run_in_word(t, k, stride, w, p_min, p_end);
                     if m != 0 {
                         return Some(w.wrapping_shl(6) | u64::from(msb(m)));
                     }
@@ -79,7 +77,7 @@ impl<C: core::ops::DerefMut<Target = Core>, M: core::ops::DerefMut<Target = [u64
                 let mut w = w_lo;
                 loop {
                     let c = self.next_word(t, w, w_end)?;
-                    let m = check(c);
+                    let m = self.run_in_word(t, k, stride, c, p_min, p_end);
                     if m != 0 {
                         return Some(c.wrapping_shl(6) | u64::from(m.trailing_zeros()));
                     }
@@ -91,15 +89,6 @@ impl<C: core::ops::DerefMut<Target = Core>, M: core::ops::DerefMut<Target = [u64
             // `2^k` bits of one word).
             let sa = a.saturating_sub(6);
             let step = pow2(sa);
-            let full = |gs: u64| -> bool {
-                if k < 6 {
-                    let m = !super::bitmap::mask_from(run);
-                    self.lword(t, 0, gs) & m == m
-                } else {
-                    let g = pow2(k.saturating_sub(6));
-                    (0..g).all(|i| self.lword(t, 0, gs.saturating_add(i)) == u64::MAX)
-                }
-            };
             let w_lo = p_min >> 6;
             let w_max = p_max >> 6;
             if down {
@@ -110,7 +99,7 @@ impl<C: core::ops::DerefMut<Target = Core>, M: core::ops::DerefMut<Target = [u64
                     if gs < w_lo {
                         return None;
                     }
-                    if full(gs) {
+                    if self.group_full(t, k, gs) {
                         return Some(gs.wrapping_shl(6));
                     }
                     w_hi = gs;
@@ -123,13 +112,29 @@ impl<C: core::ops::DerefMut<Target = Core>, M: core::ops::DerefMut<Target = [u64
                         w = align_up(c, sa)?;
                         continue;
                     }
-                    if full(c) {
+                    if self.group_full(t, k, c) {
                         return Some(c.wrapping_shl(6));
                     }
                     w = c.checked_add(step)?;
                 }
                 None
             }
+        }
+    }
+
+    /// Aligned run starts inside word `w` (`k < 6`).
+    fn run_in_word(&self, t: usize, k: u32, stride: u64, w: u64, p_min: u64, p_end: u64) -> u64 {
+        run_mask(self.lword(t, 0, w), k) & stride & wmask(w, p_min, p_end)
+    }
+
+    /// Whether the run of order `k` starting at word `gs` is all set (`k ≥ 0`, word-aligned).
+    fn group_full(&self, t: usize, k: u32, gs: u64) -> bool {
+        if k < 6 {
+            let m = !super::bitmap::mask_from(pow2(k));
+            self.lword(t, 0, gs) & m == m
+        } else {
+            let g = pow2(k.saturating_sub(6));
+            (0..g).all(|i| self.lword(t, 0, gs.saturating_add(i)) == u64::MAX)
         }
     }
 
@@ -191,7 +196,7 @@ impl<C: core::ops::DerefMut<Target = Core>, M: core::ops::DerefMut<Target = [u64
     }
 
     /// The lowest `p`, a multiple of `2^a`, with `[p, p + len)` free and inside `[lo, hi)`.
-    pub(crate) fn find_span(&self, len: u64, a: u32, lo: u64, hi: u64) -> Option<u64> {
+    pub(crate) fn find_span(&mut self, len: u64, a: u32, lo: u64, hi: u64) -> Option<u64> {
         let hi = hi.min(self.c.n);
         let mut p = align_up(lo, a)?;
         loop {
