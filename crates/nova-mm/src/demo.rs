@@ -851,3 +851,95 @@ fn check_saved(path: &Path, mmu: MmuVersion, pdb: u64, listing: &Listing) -> Res
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::json::{Aperture, SparseJson};
+
+    fn args(chip: &str) -> DemoArgs {
+        DemoArgs {
+            chip: Some(chip.parse().unwrap()),
+            mmu: None,
+            save_vram: None,
+            json: true,
+            vram_gib: Some(1),
+        }
+    }
+
+    #[test]
+    fn demo_json_in_process() {
+        for chip in ["turing", "gb20x"] {
+            let mut out = Vec::new();
+            run(&args(chip), &mut out).unwrap();
+            let report: DemoJson = serde_json::from_slice(&out).unwrap();
+            assert!(report.mappings.len() > 10);
+            assert!(report.stats.page_tables_freed > 0);
+        }
+    }
+
+    fn listing_and_buffers() -> (Listing, Vec<Buffer>) {
+        let fw_pa = 0x7d00_0000;
+        let mut mapped: Vec<MappingJson> = (0..16)
+            .map(|i| MappingJson::new(i << 16, fw_pa + (i << 16), 1 << 16, Aperture::Vidmem, false))
+            .collect();
+        mapped.push(MappingJson::new(
+            0x20_0000,
+            0x4000_0000,
+            2 << 20,
+            Aperture::Vidmem,
+            false,
+        ));
+        let buffers = vec![Buffer {
+            name: "X".into(),
+            blocks: Vec::new(),
+            runs: vec![PhysRun::vram(VramAddress::new(0x4000_0000), 2 << 20)],
+            page: Some(PageSize::Size2M),
+            mapping: None,
+            va: 0x20_0000,
+            len: 2 << 20,
+        }];
+        let l = Listing {
+            mapped,
+            sparse: vec![SparseJson {
+                va: Hex(0x4000_0000),
+                size: 64 << 20,
+            }],
+            bad: Vec::new(),
+            tables: 0,
+        };
+        (l, buffers)
+    }
+
+    #[test]
+    fn the_listing_check_catches_every_kind_of_difference() {
+        let (l, b) = listing_and_buffers();
+        // Buffer X is not live (no mapping): its row is unexpected.
+        let e = check_listing(&l, &b, 0x7d00_0000, 0x4000_0000, 64 << 20).unwrap_err();
+        assert!(
+            e.to_string().contains("unexpected mapping at VA 0x200000"),
+            "{e}"
+        );
+        let mut fine = l.clone();
+        fine.mapped.pop();
+        check_listing(&fine, &b, 0x7d00_0000, 0x4000_0000, 64 << 20).unwrap();
+        let mut wrong_pa = fine.clone();
+        wrong_pa.mapped[3].pa = Hex(0x1000);
+        assert!(check_listing(&wrong_pa, &b, 0x7d00_0000, 0x4000_0000, 64 << 20).is_err());
+        let mut hole = fine.clone();
+        hole.mapped.remove(5);
+        let e = check_listing(&hole, &b, 0x7d00_0000, 0x4000_0000, 64 << 20).unwrap_err();
+        assert!(e.to_string().contains("hole"), "{e}");
+        let mut ro = fine.clone();
+        ro.mapped[0].read_only = true;
+        assert!(check_listing(&ro, &b, 0x7d00_0000, 0x4000_0000, 64 << 20).is_err());
+        assert!(check_listing(&fine, &b, 0x7d00_0000, 0x4000_0000, 32 << 20).is_err());
+        let mut bad = fine.clone();
+        bad.bad.push("x".into());
+        assert!(check_listing(&bad, &b, 0x7d00_0000, 0x4000_0000, 64 << 20).is_err());
+        assert_eq!(
+            CliError::CheckFailed(String::new()).exit_code(),
+            CliError::CHECK_FAILED_CODE
+        );
+    }
+}

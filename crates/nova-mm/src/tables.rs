@@ -543,3 +543,184 @@ pub fn human_size(bytes: u64) -> String {
     }
     bytes.to_string()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use nova_mm_core::mmu::{PteAttrs, PteState};
+    use nova_mm_core::PhysAddr;
+    use nova_mm_sim::vram::SimVram;
+
+    fn leaf<M: PtFormat>(chip: Chip, st: PteState, big: bool) -> u64 {
+        M::encode_leaf(chip, &st, big).unwrap()
+    }
+
+    fn page(ap: PteAperture, pa: u64, peer: u8, ro: bool) -> PteState {
+        PteState::Valid(PteMapping {
+            aperture: ap,
+            address: PhysAddr::new(pa),
+            peer_id: peer,
+            attrs: PteAttrs {
+                read_only: ro,
+                ..PteAttrs::NONE
+            },
+        })
+    }
+
+    /// Root at 0x1000, one table per level down to PD0 at VA 0; big PT at 0x10000, small PT at
+    /// 0x11000. Returns the VRAM.
+    fn dual_pd0_image<M: PtFormat>(chip: Chip) -> SimVram {
+        let mut v = SimVram::new(64 << 20).unwrap();
+        let mut table = 0x1000u64;
+        for level in 0..M::DIR_LEVELS - 1 {
+            let child = table + 0x1000;
+            let e = M::upper_table(chip, level, VramAddress::new(child)).unwrap();
+            v.write64(VramAddress::new(table), e).unwrap();
+            table = child;
+        }
+        let words = M::dual_tables(
+            chip,
+            Some(VramAddress::new(0x10000)),
+            Some(VramAddress::new(0x11000)),
+        )
+        .unwrap();
+        v.write_u64s(VramAddress::new(table), &words).unwrap();
+        let big = |v: &mut SimVram, i: u64, st| {
+            let w = leaf::<M>(chip, st, true);
+            v.write64(VramAddress::new(0x10000 + i * 8), w).unwrap();
+        };
+        let small = |v: &mut SimVram, i: u64, st| {
+            let w = leaf::<M>(chip, st, false);
+            v.write64(VramAddress::new(0x11000 + i * 8), w).unwrap();
+        };
+        // Big slot 0 valid: hides small 0..16.
+        big(&mut v, 0, page(PteAperture::Vidmem, 0x20_0000, 0, false));
+        small(&mut v, 3, page(PteAperture::Vidmem, 0x9000, 0, false));
+        // Big slot 1 sparse: hides small 16..32.
+        big(&mut v, 1, PteState::Sparse);
+        small(&mut v, 16, page(PteAperture::Vidmem, 0xa000, 0, false));
+        // Big slot 2 empty: small 32 (peer, read-only) and 33 (sysmem) are effective.
+        small(&mut v, 32, page(PteAperture::Peer, 0x4000_0000, 3, true));
+        small(
+            &mut v,
+            33,
+            page(PteAperture::SysmemCoherent, 0x1_0000_0000, 0, false),
+        );
+        // Big slot 3 "no valid 4K": hides small 48.
+        big(&mut v, 3, PteState::NoValid4K);
+        small(&mut v, 48, page(PteAperture::Vidmem, 0xb000, 0, false));
+        v
+    }
+
+    fn check_precedence<M: PtFormat>(chip: Chip) {
+        let mut v = dual_pd0_image::<M>(chip);
+        let l = list_mappings(
+            M::VERSION,
+            decode_chip(M::VERSION),
+            &mut v,
+            0x1000,
+            &Progress::hidden(),
+        )
+        .unwrap();
+        assert!(l.bad.is_empty(), "{:?}", l.bad);
+        assert_eq!(
+            l.mapped,
+            [
+                MappingJson::new(0, 0x20_0000, 0x1_0000, Aperture::Vidmem, false),
+                MappingJson::new(0x2_0000, 0x4000_0000, 4096, Aperture::Peer { id: 3 }, true),
+                MappingJson::new(
+                    0x2_1000,
+                    0x1_0000_0000,
+                    4096,
+                    Aperture::SysmemCoherent,
+                    false
+                ),
+            ]
+        );
+        assert_eq!(
+            l.sparse,
+            [SparseJson {
+                va: Hex(0x1_0000),
+                size: 0x1_0000
+            }]
+        );
+        let t = translate_vas(
+            M::VERSION,
+            decode_chip(M::VERSION),
+            &mut v,
+            0x1000,
+            &[0x3004, 0x1_0008, 0x2_0010, 0x3_0000, 0x7fff_ffff_ffff_ffff],
+        )
+        .unwrap();
+        assert_eq!(
+            t,
+            [
+                TranslateJson::mapped(0x3004, 0x20_3004, Aperture::Vidmem, 0x1_0000, false),
+                TranslateJson::sparse(0x1_0008),
+                TranslateJson::mapped(0x2_0010, 0x4000_0010, Aperture::Peer { id: 3 }, 4096, true),
+                TranslateJson::unmapped(0x3_0000),
+                TranslateJson::unmapped(0x7fff_ffff_ffff_ffff),
+            ]
+        );
+        let mut tree = Vec::new();
+        write_tree(
+            M::VERSION,
+            decode_chip(M::VERSION),
+            &mut v,
+            0x1000,
+            &mut tree,
+        )
+        .unwrap();
+        let tree = String::from_utf8(tree).unwrap();
+        assert!(
+            tree.contains("big PT @ 0x10000 small PT @ 0x11000"),
+            "{tree}"
+        );
+        assert!(
+            tree.contains("64K [0] va 0x0 -> 0x200000 vidmem rw"),
+            "{tree}"
+        );
+        assert!(
+            tree.contains("4K [32] va 0x20000 -> 0x40000000 peer3 ro"),
+            "{tree}"
+        );
+        assert!(
+            tree.contains("64K [3] va 0x30000: unmapped, small PT blocked"),
+            "{tree}"
+        );
+    }
+
+    #[test]
+    fn dual_pd0_precedence_v2() {
+        check_precedence::<MmuV2>(Chip::Ampere);
+    }
+
+    #[test]
+    fn dual_pd0_precedence_v3() {
+        check_precedence::<MmuV3>(Chip::Hopper);
+    }
+
+    #[test]
+    fn garbage_tables_are_reported_not_followed() {
+        let mut v = SimVram::new(1 << 20).unwrap();
+        // A root entry pointing far outside VRAM.
+        let e = MmuV2::upper_table(Chip::Ampere, 0, VramAddress::new(0x10_0000_0000)).unwrap();
+        v.write64(VramAddress::new(0), e).unwrap();
+        let l = list_mappings(MmuVersion::V2, Chip::Ada, &mut v, 0, &Progress::hidden()).unwrap();
+        assert!(l.mapped.is_empty());
+        assert_eq!(l.bad.len(), 1, "{:?}", l.bad);
+        assert!(l.bad[0].contains("outside VRAM"), "{:?}", l.bad);
+        let mut tree = Vec::new();
+        write_tree(MmuVersion::V2, Chip::Ada, &mut v, 0, &mut tree).unwrap();
+        assert!(String::from_utf8(tree).unwrap().contains("outside VRAM"));
+        assert!(translate_vas(MmuVersion::V2, Chip::Ada, &mut v, 0, &[0x1000]).is_err());
+    }
+
+    #[test]
+    fn sizes_read_well() {
+        assert_eq!(human_size(4096), "4K");
+        assert_eq!(human_size(256 << 30), "256G");
+        assert_eq!(human_size(1 << 47), "128T");
+        assert_eq!(human_size(12345), "12345");
+    }
+}
