@@ -244,8 +244,7 @@ fn run_as<M: PtFormat>(
 ) -> Result<(), CliError> {
     let mut log = String::new();
     let mut totals = Totals::default();
-    let progress =
-        Progress::with_visibility(10, "demo", crate::progress::should_draw() && !args.json);
+    let progress = Progress::steps(7, "demo", crate::progress::should_draw() && !args.json);
 
     // 1. The GPU and its framebuffer region table.
     let gpu = SimGpu::new(chip, vram_size).map_err(|e| demo_err("simulated GPU")(e.to_string()))?;

@@ -271,8 +271,8 @@ impl<V: VramAccess + ?Sized> Tree<'_, V> {
     }
 
     fn root<M: PtFormat>(&mut self, pdb: u64) -> io::Result<()> {
-        let name = M::dir_level(0);
-        self.line(0, &format!("{name:?} @ {pdb:#x} (root)"))?;
+        let name = level_name(M::dir_level(0));
+        self.line(0, &format!("{name} @ {pdb:#x} (root)"))?;
         self.dir::<M>(0, pdb, 0, 1)
     }
 
@@ -333,7 +333,7 @@ impl<V: VramAccess + ?Sized> Tree<'_, V> {
                 )?,
                 Ok(PdeState::Table(ptr)) => {
                     let addr = ptr.address.raw();
-                    let name = next_name.map_or_else(String::new, |l| format!("{l:?}"));
+                    let name = next_name.map_or_else(String::new, level_name);
                     if ptr.aperture != nova_mm_core::mmu::TableAperture::Vidmem {
                         self.line(
                             depth,
@@ -526,6 +526,11 @@ impl<V: VramAccess + ?Sized> Tree<'_, V> {
         };
         self.line(depth, &text)
     }
+}
+
+/// `PD3`, `PD0`: the hardware name of a directory level.
+fn level_name(l: nova_mm_core::mmu::Level) -> String {
+    format!("{l:?}").to_uppercase()
 }
 
 fn span_name(shift: u32) -> String {
