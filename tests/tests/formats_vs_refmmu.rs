@@ -174,6 +174,8 @@ struct Space {
     vram_bytes: u64,
     root: u64,
     sem: HashMap<u64, (Level, Sem)>,
+    /// A VA whose walk reads the entry at this address.
+    va_of: HashMap<u64, u64>,
     used: HashSet<u64>,
     rng: u64,
 }
@@ -188,6 +190,7 @@ impl Space {
             vram_bytes,
             root: 0,
             sem: HashMap::new(),
+            va_of: HashMap::new(),
             used: HashSet::new(),
             rng: seed | 1,
         };
@@ -220,7 +223,8 @@ impl Space {
         Pdb::vidmem(self.root)
     }
 
-    fn write(&mut self, level: Level, addr: u64, sem: Sem) {
+    fn write(&mut self, level: Level, addr: u64, sem: Sem, va: u64) {
+        self.va_of.insert(addr, va);
         let chip = self.chip;
         let raw = match sem {
             Sem::Pde(s) => [mmu::encode_pde(chip, core_level(level), &s), Ok(0)],
@@ -284,7 +288,7 @@ impl Space {
                         address: PhysAddr::new(next),
                         attrs,
                     };
-                    self.write(level, addr, Sem::Pde(PdeState::Table(t)));
+                    self.write(level, addr, Sem::Pde(PdeState::Table(t)), va);
                     table = next;
                 }
                 _ => return None,
@@ -506,6 +510,9 @@ fn check_va(s: &Space, va: u64) -> String {
     let (want, want_steps) = model_walk(s, va);
     let walk = mmu.walk_with(&mut VramEntries(&s.vram), s.pdb(), VirtAddr::new(va));
     assert_eq!(walk.result, want, "{chip} va {va:#x}: walk result");
+    // Entries the core accepts have no reserved bits set, so the lenient RefMmu must agree.
+    let lenient = RefMmu::lenient(chip).walk(&s.vram, s.pdb(), VirtAddr::new(va));
+    assert_eq!(lenient, walk.result, "{chip} va {va:#x}: lenient walk");
     let got_steps: Vec<(Level, u64)> = walk
         .steps
         .iter()
@@ -833,7 +840,9 @@ fn build(s: &mut Space, sc: &Scenario) -> Option<Vec<u64>> {
                         let n = bytes / 8;
                         for (i, l) in entries {
                             let addr = t + (u64::from(*i) % n) * 8;
-                            s.write(level, addr, Sem::Pte(l.state(chip, level)));
+                            let page = (u64::from(*i) % n) << geometry(chip, level).0;
+                            let va = (va & !((1 << 21) - 1)) + page;
+                            s.write(level, addr, Sem::Pte(l.state(chip, level)), va);
                         }
                         DualHalf::Table(PdeTable {
                             aperture: TableAperture::Vidmem,
@@ -860,7 +869,7 @@ fn build(s: &mut Space, sc: &Scenario) -> Option<Vec<u64>> {
     };
     let table = s.descend(va, level, sc.attr_bits)?;
     let addr = s.entry_addr(table, level, va);
-    s.write(level, addr, sem);
+    s.write(level, addr, sem, va);
 
     // Queries: inside the entry's range (random offsets, both ends, every populated leaf
     // entry) and just around it.
@@ -956,4 +965,149 @@ per_chip! {
     random_tables_hopper => Chip::Hopper,
     random_tables_gb10x => Chip::BlackwellGb10x,
     random_tables_gb20x => Chip::BlackwellGb20x,
+}
+
+// ---------------------------------------------------------------------------------------------
+// Mutated entries: flip bits of legal entries. Whenever the core still decodes the entry, its
+// decoded state is the new truth and the RefMmu must walk according to it. This reaches the
+// core's documented lenient decodes (bits it ignores) and every single-bit neighbour of a legal
+// entry. When the core refuses the entry (reserved bits, undefined encodings) the flip is undone:
+// the core is the stricter side by design there (e.g. it refuses v3 PDE PCF 4..7 and stray bits
+// in invalid entries, which the RefMmu ignores), so nothing can be asserted about the RefMmu.
+
+/// The core's decode of the raw entry at `addr`, read at `level`.
+fn core_decode(chip: Chip, level: Level, raw: [u64; 2]) -> Option<Sem> {
+    let l = core_level(level);
+    match level {
+        Level::Pd0 => mmu::decode_dual_pde(chip, raw).map(Sem::Dual).ok(),
+        Level::BigPt | Level::SmallPt => mmu::decode_pte(chip, l, raw[0]).map(Sem::Pte).ok(),
+        _ => mmu::decode_pde(chip, l, raw[0]).map(Sem::Pde).ok(),
+    }
+}
+
+/// The vidmem tables a state points at (address, bytes).
+fn vid_tables(sem: &Sem) -> Vec<(u64, u64)> {
+    let vid = |t: &PdeTable, bytes: u64| {
+        (t.aperture == TableAperture::Vidmem).then_some((t.address.raw(), bytes))
+    };
+    match sem {
+        Sem::Pde(PdeState::Table(t)) => vid(t, 4096).into_iter().collect(),
+        Sem::Dual(DualPdeState::Tables { big, small }) => [
+            big.table().and_then(|t| vid(t, 256)),
+            small.table().and_then(|t| vid(t, 4096)),
+        ]
+        .into_iter()
+        .flatten()
+        .collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// Flips `bits` of the entry picked by `pick`; keeps the flip if the core decodes the result
+/// and it does not re-point a table onto memory used by another table. Returns the VA of the
+/// mutated entry if the flip was kept.
+fn mutate(s: &mut Space, pick: u64, bits: &[u8]) -> Option<u64> {
+    let mut addrs: Vec<u64> = s.sem.keys().copied().collect();
+    addrs.sort_unstable();
+    let addr = addrs[usize::try_from(pick % addrs.len() as u64).unwrap()];
+    let (level, old) = s.sem[&addr];
+    let mut raw = [s.vram.peek64(addr).unwrap(), 0];
+    if level == Level::Pd0 {
+        raw[1] = s.vram.peek64(addr + 8).unwrap();
+    }
+    for &b in bits {
+        let q = if level == Level::Pd0 {
+            usize::from(b >> 6 & 1)
+        } else {
+            0
+        };
+        raw[q] ^= 1 << (b & 63);
+    }
+    let new = core_decode(s.chip, level, raw)?;
+    let old_tables = vid_tables(&old);
+    for (a, n) in vid_tables(&new) {
+        let clash = (a >> 8..(a + n) >> 8).any(|g| s.used.contains(&g));
+        if clash && !old_tables.contains(&(a, n)) {
+            return None;
+        }
+        if a + n > s.vram_bytes {
+            return None;
+        }
+    }
+    assert!(s.vram.poke64(addr, raw[0]));
+    if level == Level::Pd0 {
+        assert!(s.vram.poke64(addr + 8, raw[1]));
+    }
+    s.sem.insert(addr, (level, new));
+    s.va_of.get(&addr).copied()
+}
+
+fn run_chip_mutated(chip: Chip, cases: u32) -> (u64, u64) {
+    let mut runner = TestRunner::new(Config {
+        failure_persistence: None,
+        ..Config::with_cases(cases)
+    });
+    let kept = std::cell::Cell::new((0u64, 0u64));
+    let strategy = (
+        any::<u64>(),
+        prop::collection::vec(scenario(), 1..3),
+        prop::collection::vec(
+            (
+                any::<u64>(),
+                prop::collection::vec(any::<u8>(), 1..3),
+                any::<u64>(),
+            ),
+            1..6,
+        ),
+    );
+    runner
+        .run(&strategy, |(seed, scenarios, mutations)| {
+            let mut s = Space::new(chip, seed);
+            let mut queries = Vec::new();
+            for sc in &scenarios {
+                if let Some(q) = build(&mut s, sc) {
+                    queries.extend(q);
+                }
+            }
+            for (pick, bits, r) in &mutations {
+                let (tried, ok) = kept.get();
+                match mutate(&mut s, *pick, bits) {
+                    Some(va) => {
+                        kept.set((tried + 1, ok + 1));
+                        // The entry's own VA and a random one in the 2 MiB around it.
+                        queries.push(va);
+                        queries.push((va & !((1 << 21) - 1)) + r % (1 << 21));
+                    }
+                    None => kept.set((tried + 1, ok)),
+                }
+            }
+            for va in queries {
+                check_va(&s, va);
+            }
+            Ok(())
+        })
+        .unwrap();
+    kept.get()
+}
+
+macro_rules! per_chip_mutated {
+    ($($name:ident => $chip:expr),* $(,)?) => {$(
+        /// Legal entries with flipped bits the core still accepts, translated by the `RefMmu`.
+        #[test]
+        fn $name() {
+            let (tried, kept) = run_chip_mutated($chip, 96);
+            assert!(kept > 0, "{tried} flips tried, none kept");
+        }
+    )*};
+}
+
+per_chip_mutated! {
+    mutated_entries_pascal => Chip::Pascal,
+    mutated_entries_volta => Chip::Volta,
+    mutated_entries_turing => Chip::Turing,
+    mutated_entries_ampere => Chip::Ampere,
+    mutated_entries_ada => Chip::Ada,
+    mutated_entries_hopper => Chip::Hopper,
+    mutated_entries_gb10x => Chip::BlackwellGb10x,
+    mutated_entries_gb20x => Chip::BlackwellGb20x,
 }
