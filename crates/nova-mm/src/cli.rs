@@ -1,7 +1,7 @@
 //! The command-line structure (clap derive), exactly as issue 6 specifies it:
 //!
 //! ```text
-//! nova-mm demo [--chip NAME | --mmu v2|v3] [--save-vram FILE] [--json]
+//! nova-mm demo [--chip NAME | --mmu v2|v3] [--save-vram FILE] [--json] [--vram-gib N]
 //! nova-mm translate --vram FILE --pdb ADDR --mmu v2|v3 [--json] VA...
 //! nova-mm mappings --vram FILE --pdb ADDR --mmu v2|v3 [--json] [--tree] [--sparse]
 //! nova-mm vfio --device PCI_ADDR translate [--pdb ADDR] [--mmu v2|v3] [--json] VA...
