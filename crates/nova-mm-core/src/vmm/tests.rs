@@ -175,8 +175,8 @@ fn setup<M: PtFormat>(chip: Chip) -> (VecAddressSpace<M>, MemVram, ListAlloc, Lo
     (s, vram, alloc, LogTlb::default())
 }
 
-fn check_mapped<M: PtFormat>(
-    s: &VecAddressSpace<M>,
+fn check_mapped<M: PtFormat, N: Slab<Node>, K: Slab<Kids>, V: VaRanges>(
+    s: &AddressSpace<M, N, K, V>,
     vram: &mut MemVram,
     va: u64,
     len: u64,
@@ -683,4 +683,75 @@ fn snapshot<M: PtFormat>(s: &VecAddressSpace<M>, vram: &mut MemVram) -> Vec<(u64
 #[allow(dead_code)]
 fn _assert_formats() {
     let _ = <MmuV2 as MmuFormat>::VERSION;
+}
+
+/// The manager without `alloc`: every piece of bookkeeping in fixed storage the embedder
+/// provides; running out of it is a typed error that leaks nothing.
+#[test]
+fn fixed_storage_without_alloc() {
+    let mut nodes = std::vec![Node::default(); 8];
+    let mut kids = std::vec![[0u32; 512]; 5];
+    let mut ivs = [VaInterval::default(); 4];
+    let mut segs = [Seg::default(); 4];
+    let mut vram = MemVram::new(VRAM);
+    let mut alloc = ListAlloc::new(PT_BASE, 64);
+    let mut tlb = LogTlb::default();
+    let mut s = AddressSpace::<MmuV3, _, _, _>::new(
+        cfg(Chip::Hopper),
+        FixedSlab::new(&mut nodes),
+        FixedSlab::new(&mut kids),
+        SortedVa::new(FixedSlab::new(&mut ivs)),
+        &mut alloc,
+        &mut vram,
+    )
+    .unwrap();
+    let runs = [PhysRun::vram(VramAddress::new(0x100_0000), 0x3000)];
+    let (m, _) = s
+        .map(
+            &mut alloc,
+            &mut vram,
+            &mut tlb,
+            VaPlacement::Fixed(VirtAddr::new(0x1000)),
+            &runs,
+            PteAttrs::default(),
+            None,
+        )
+        .unwrap();
+    // v3 needs PD3, PD2, PD1, PD0 and a small table: 6 nodes with the root, 5 child arrays.
+    // A second mapping far away needs 4 more directories: out of storage, nothing leaks.
+    let used = alloc.used();
+    let e = s
+        .map(
+            &mut alloc,
+            &mut vram,
+            &mut tlb,
+            VaPlacement::Fixed(VirtAddr::new(0x8000_0000_0000)),
+            &runs,
+            PteAttrs::default(),
+            None,
+        )
+        .unwrap_err();
+    assert_eq!(e, VmmError::NoRoom(NoRoom));
+    assert_eq!(alloc.used(), used);
+    check_mapped(
+        &s,
+        &mut vram,
+        0x1000,
+        0x3000,
+        0x100_0000,
+        PageSize::Size4K,
+        false,
+    );
+    s.unmap_in(
+        &mut alloc,
+        &mut vram,
+        &mut tlb,
+        m,
+        FixedSlab::new(&mut segs),
+    )
+    .map_err(|(_, e)| e)
+    .unwrap();
+    assert_eq!(s.table_count(), 1);
+    s.destroy(&mut alloc);
+    assert_eq!(alloc.used(), 0);
 }
