@@ -464,12 +464,16 @@ impl<M: PtFormat, N: Slab<Node>, K: Slab<Kids>, V: VaRanges> AddressSpace<M, N, 
         made: &mut u64,
     ) -> Result<u32, VmmError> {
         let addr = alloc.alloc_table()?;
+        // A big page table uses 256 bytes of its block; everything else is zeroed whole (the
+        // GMMU may prefetch past the used part of a root, `mmu-formats.md` §1.1).
+        let words = if kind == NodeKind::Big {
+            32
+        } else {
+            TABLE_BYTES / 8
+        };
         let ok = M::dual_tables(self.cfg.chip, None, Some(addr))
             .map_err(|_| VmmError::PtAlloc(super::PtAllocError::Backend(-22)))
-            .and_then(|_| {
-                vram.fill_u64(addr, 0, TABLE_BYTES / 8)
-                    .map_err(VmmError::from)
-            })
+            .and_then(|_| vram.fill_u64(addr, 0, words).map_err(VmmError::from))
             .and_then(|()| self.new_node(addr, u8::try_from(level).unwrap_or(u8::MAX), kind));
         match ok {
             Ok(i) => {
