@@ -42,9 +42,17 @@ fn counts<M: PtFormat>(chip: Chip, root_level: CacheLevel) {
     let tables = st.tables_allocated;
     // 32 small tables + PD0 + PD1 + PD2 (+ PD3 on v3).
     assert_eq!(tables, 32 + M::DIR_LEVELS as u64 - 1);
-    // Zeroing (prepare) + one run per table and one in the root (execute).
+    // Zeroing the new directories (prepare; the 32 small tables are written whole by the
+    // operation, so they are not zeroed first) + one run per table and one in the root.
     let calls = vs.calls.write_u64s + vs.calls.fill_u64 + vs.calls.write64;
-    assert_eq!(calls, 2 * tables + 1, "{vs:?}");
+    assert_eq!(calls, (tables - 32) + tables + 1, "{vs:?}");
+    // Words: the PTEs, the zeroed directories, 32 dual PD0 entries, one entry per upper level.
+    let dirs = tables - 32;
+    assert_eq!(
+        vs.writes,
+        32 * 512 + dirs * 512 + 32 * 2 + (M::DIR_LEVELS as u64 - 1),
+        "{vs:?}"
+    );
     assert_eq!(gpu.tlb().invalidate_count(), 1);
     assert_eq!(gpu.tlb().history()[0].req.cache_level, root_level);
     // A second map inside existing tables only changes PTEs.

@@ -193,6 +193,7 @@ impl<M: PtFormat, N: Slab<Node>, K: Slab<Kids>, V: VaRanges> AddressSpace<M, N, 
             live: 0,
             link: kids_i,
             sub: [0; 32],
+            dirty: (0, 0),
         };
         let got = if is_node(self.free_nodes) {
             let i = self.free_nodes;
@@ -462,22 +463,50 @@ impl<M: PtFormat, N: Slab<Node>, K: Slab<Kids>, V: VaRanges> AddressSpace<M, N, 
         level: usize,
         kind: NodeKind,
         made: &mut u64,
+        keep: (u64, u64),
     ) -> Result<u32, VmmError> {
         let addr = alloc.alloc_table()?;
         // A big page table uses 256 bytes of its block; everything else is zeroed whole (the
-        // GMMU may prefetch past the used part of a root, `mmu-formats.md` §1.1).
+        // GMMU may prefetch past the used part of a root, `mmu-formats.md` §1.1), except the
+        // slots `keep` of a small table, which its creator writes before linking it.
         let words = if kind == NodeKind::Big {
             32
         } else {
             TABLE_BYTES / 8
         };
+        let (k0, k1) = if kind == NodeKind::Small && keep.0 < keep.1 && keep.1 <= words {
+            keep
+        } else {
+            (0, 0)
+        };
+        let zero = |vram: &mut W, a: u64, b: u64| -> Result<(), VmmError> {
+            if a < b {
+                let at = addr
+                    .checked_add(a.saturating_mul(8))
+                    .ok_or(VmmError::Inconsistent)?;
+                vram.fill_u64(at, 0, b.saturating_sub(a))?;
+            }
+            Ok(())
+        };
         let ok = M::dual_tables(self.cfg.chip, None, Some(addr))
             .map_err(|_| VmmError::PtAlloc(super::PtAllocError::Backend(-22)))
-            .and_then(|_| vram.fill_u64(addr, 0, words).map_err(VmmError::from))
+            .and_then(|_| {
+                if k0 < k1 {
+                    zero(vram, 0, k0).and_then(|()| zero(vram, k1, words))
+                } else {
+                    zero(vram, 0, words)
+                }
+            })
             .and_then(|()| self.new_node(addr, u8::try_from(level).unwrap_or(u8::MAX), kind));
         match ok {
             Ok(i) => {
                 *made = made.saturating_add(1);
+                if let Some(n) = self.node_mut(i) {
+                    n.dirty = (
+                        u16::try_from(k0).unwrap_or(0),
+                        u16::try_from(k1).unwrap_or(0),
+                    );
+                }
                 Ok(i)
             }
             Err(e) => {
@@ -531,7 +560,14 @@ impl<M: PtFormat, N: Slab<Node>, K: Slab<Kids>, V: VaRanges> AddressSpace<M, N, 
                     let mut created = false;
                     if kid == KID_NONE {
                         kid = self
-                            .create(alloc, vram, level.saturating_add(1), NodeKind::Dir, made)
+                            .create(
+                                alloc,
+                                vram,
+                                level.saturating_add(1),
+                                NodeKind::Dir,
+                                made,
+                                (0, 0),
+                            )
                             .map_err(|e| (at, e))?;
                         self.set_kid(&dir, slot, kid);
                         if let Some(d) = self.node_mut(ni) {
@@ -599,13 +635,19 @@ impl<M: PtFormat, N: Slab<Node>, K: Slab<Kids>, V: VaRanges> AddressSpace<M, N, 
         let mut new_s = None;
         let mut res = Ok(());
         if nbig > 0 && bk == KID_NONE {
-            match self.create(alloc, vram, lvl, NodeKind::Big, made) {
+            match self.create(alloc, vram, lvl, NodeKind::Big, made, (0, 0)) {
                 Ok(b) => new_b = Some(b),
                 Err(e) => res = Err(e),
             }
         }
         if res.is_ok() && nsmall > 0 && sk == KID_NONE {
-            match self.create(alloc, vram, lvl, NodeKind::Small, made) {
+            // Without big pieces the op's small slots are one contiguous range it writes.
+            let keep = if nbig == 0 {
+                small_cover(req, eb)
+            } else {
+                (0, 0)
+            };
+            match self.create(alloc, vram, lvl, NodeKind::Small, made, keep) {
                 Ok(s) => new_s = Some(s),
                 Err(e) => res = Err(e),
             }
@@ -1104,6 +1146,22 @@ impl<M: PtFormat, N: Slab<Node>, K: Slab<Kids>, V: VaRanges> AddressSpace<M, N, 
         // Small page table: runs of 4 KiB pieces, split at big pieces.
         let mut small_after = small.map_or(0, |s| s.live);
         if let Some(sn) = small {
+            let linking = sn.live == 0 && nsmall > 0 && sign > 0;
+            let (d0, d1) = (u64::from(sn.dirty.0), u64::from(sn.dirty.1));
+            if linking && d0 < d1 && !(mask == 0 && small_cover(&c.req, eb) == (d0, d1)) && !read {
+                // Created by another prepared operation that has not written its slots yet:
+                // zero them before the table becomes visible.
+                let buf = self
+                    .scratch
+                    .get_mut(..uidx(d1.saturating_sub(d0)))
+                    .ok_or(PassErr::Vmm(VmmError::Inconsistent))?;
+                buf.fill(0);
+                let ea = sn
+                    .addr
+                    .checked_add(d0.saturating_mul(8))
+                    .ok_or(PassErr::Vmm(VmmError::Inconsistent))?;
+                self.emit(c, ea, uidx(d1.saturating_sub(d0)), None)?;
+            }
             if nsmall > 0 {
                 let mut v = lo;
                 while v < hi {
@@ -1401,6 +1459,7 @@ impl<M: PtFormat, N: Slab<Node>, K: Slab<Kids>, V: VaRanges> AddressSpace<M, N, 
                                     *a = u8::try_from(v.clamp(0, 16)).unwrap_or(0);
                                 }
                             }
+                            sn.dirty = (0, 0);
                             sn.live = u32::try_from(
                                 (i64::from(sn.live).saturating_add(sign.saturating_mul(nsmall)))
                                     .max(0),
@@ -1856,6 +1915,16 @@ impl<M: PtFormat, N: Slab<Node>, K: Slab<Kids>, V: VaRanges> AddressSpace<M, N, 
         }
         Ok(live)
     }
+}
+
+/// The small-table slots `[first, end)` that `req` covers in the PD0 entry at `eb`.
+fn small_cover(req: &Req<'_>, eb: u64) -> (u64, u64) {
+    let lo = req.s.max(eb);
+    let hi = req.e.min(eb.saturating_add(SZ_2M));
+    if lo >= hi {
+        return (0, 0);
+    }
+    (lo.saturating_sub(eb) >> 12, hi.saturating_sub(eb) >> 12)
 }
 
 /// The level number of page tables (one below PD0).

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::vec::Vec;
 
 use super::*;
-use crate::mmu::{MmuFormat, MmuV2, MmuV3};
+use crate::mmu::{MmuFormat, MmuV2, MmuV3, PteMapping, PteState};
 use crate::tlb::{AckMode, InvalidateRequest};
 use crate::walk::Translation;
 
@@ -754,4 +754,84 @@ fn fixed_storage_without_alloc() {
     assert_eq!(s.table_count(), 1);
     s.destroy(&mut alloc);
     assert_eq!(alloc.used(), 0);
+}
+
+/// A small table created by one prepared map is left unzeroed where that map will write; if
+/// another operation links the table first, it must zero those slots: poisoned table memory
+/// never becomes visible.
+#[test]
+fn poisoned_tables_never_leak_through_interleaving() {
+    let (mut s, mut vram, mut alloc, mut tlb) = setup::<MmuV2>(Chip::Turing);
+    // Poison every free table with valid-looking PTEs.
+    let poison = MmuV2::encode_leaf(
+        Chip::Turing,
+        &PteState::Valid(PteMapping::new(
+            crate::mmu::PteAperture::Vidmem,
+            crate::addr::PhysAddr::new(0x7000_0000),
+        )),
+        false,
+    )
+    .unwrap();
+    for &t in &alloc.free {
+        vram.fill_u64(VramAddress::new(t), poison, 512).unwrap();
+    }
+    let base = 0x20_0000 * 7;
+    let ra = [PhysRun::vram(VramAddress::new(0x100_0000), 0x10000)];
+    let rb = [PhysRun::vram(VramAddress::new(0x200_0000), 0x1000)];
+    let a = s
+        .prepare_map(
+            &mut alloc,
+            &mut vram,
+            VaPlacement::Fixed(VirtAddr::new(base + 0x10000)),
+            &ra,
+            PteAttrs::default(),
+            Some(PageSize::Size4K),
+        )
+        .unwrap();
+    let b = s
+        .prepare_map(
+            &mut alloc,
+            &mut vram,
+            VaPlacement::Fixed(VirtAddr::new(base + 0x40000)),
+            &rb,
+            PteAttrs::default(),
+            None,
+        )
+        .unwrap();
+    let Executed::Mapped(mb, _) = s.execute(&mut vram, &mut tlb, b).unwrap() else {
+        panic!()
+    };
+    check_mapped(
+        &s,
+        &mut vram,
+        base + 0x40000,
+        0x1000,
+        0x200_0000,
+        PageSize::Size4K,
+        false,
+    );
+    for off in (0..0x20_0000).step_by(0x1000) {
+        if off != 0x40000 {
+            assert_eq!(
+                s.translate(&mut vram, VirtAddr::new(base + off)).unwrap(),
+                Translation::Unmapped,
+                "{off:#x}"
+            );
+        }
+    }
+    let Executed::Mapped(ma, _) = s.execute(&mut vram, &mut tlb, a).unwrap() else {
+        panic!()
+    };
+    check_mapped(
+        &s,
+        &mut vram,
+        base + 0x10000,
+        0x10000,
+        0x100_0000,
+        PageSize::Size4K,
+        false,
+    );
+    s.unmap(&mut alloc, &mut vram, &mut tlb, ma).unwrap();
+    s.unmap(&mut alloc, &mut vram, &mut tlb, mb).unwrap();
+    assert_eq!(s.table_count(), 1);
 }
