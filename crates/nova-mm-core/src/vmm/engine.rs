@@ -119,6 +119,9 @@ struct Ctx<'a, 'r, W: ?Sized, G> {
     top: Option<usize>,
     words: u64,
     leaves: u64,
+    /// Large leaves of one physical run are linear in the PA: (level, next VA, next low word,
+    /// step, exclusive end VA of the run).
+    leaf_cache: Option<(usize, u64, u64, u64, u64)>,
 }
 
 /// How a directory entry takes part in an operation.
@@ -279,7 +282,7 @@ impl<M: PtFormat, N: Slab<Node>, K: Slab<Kids>, V: VaRanges> AddressSpace<M, N, 
     // ----- piece decisions ------------------------------------------------------------
 
     fn allowed(&self, ps: PageSize) -> bool {
-        self.size_allowed_pub(ps)
+        self.allowed_sizes & (1 << ps.shift()) != 0
     }
 
     pub(crate) fn size_allowed_pub(&self, ps: PageSize) -> bool {
@@ -850,6 +853,9 @@ impl<M: PtFormat, N: Slab<Node>, K: Slab<Kids>, V: VaRanges> AddressSpace<M, N, 
             .get_mut(..uidx(n))
             .ok_or(PassErr::Vmm(VmmError::Inconsistent))?;
         c.vram.read_u64s(addr, buf)?;
+        if pick.is_none() && check_valid.is_none() {
+            return c.segs.push_words(buf).map_err(|e| PassErr::Vmm(e.into()));
+        }
         for (i, &w) in (0u64..).zip(buf.iter()) {
             if pick.is_some_and(|p| !get_bit(p, i)) {
                 continue;
@@ -1049,16 +1055,64 @@ impl<M: PtFormat, N: Slab<Node>, K: Slab<Kids>, V: VaRanges> AddressSpace<M, N, 
         };
         Ok(match (c.req.kind, new) {
             (OpKind::Map { .. } | OpKind::Sparse, false) => [0, 0],
-            (OpKind::Map { .. }, true) => {
-                let v = Self::pte_at(&c.req, &mut c.cur, es).ok_or(bad)?;
-                if dual {
-                    M::encode_dual_pde(chip, &DualPdeState::Pte(v)).map_err(|_| bad)?
-                } else {
-                    [
-                        M::encode_upper(chip, level, &PdeState::Pte(v)).map_err(|_| bad)?,
-                        0,
-                    ]
+            (OpKind::Map { runs, .. }, true) => {
+                if let Some((l, next, word, step, until)) = c.leaf_cache {
+                    if l == level && next == es && es < until {
+                        let span = 1u64 << M::dir_shift(level);
+                        c.leaf_cache = Some((
+                            l,
+                            es.saturating_add(span),
+                            word.wrapping_add(step),
+                            step,
+                            until,
+                        ));
+                        return Ok([word, 0]);
+                    }
                 }
+                let enc = |v: &PteMapping| -> Result<[u64; 2], PassErr> {
+                    if dual {
+                        M::encode_dual_pde(chip, &DualPdeState::Pte(*v)).map_err(|_| bad)
+                    } else {
+                        Ok([
+                            M::encode_upper(chip, level, &PdeState::Pte(*v)).map_err(|_| bad)?,
+                            0,
+                        ])
+                    }
+                };
+                let v = Self::pte_at(&c.req, &mut c.cur, es).ok_or(bad)?;
+                let first = enc(&v)?;
+                // Within this physical run the following leaves step by a constant, checked
+                // at the second and the last leaf the run can hold.
+                let span = 1u64 << M::dir_shift(level);
+                c.leaf_cache = None;
+                if let Some((run, off)) = locate(runs, &mut c.cur, es.saturating_sub(c.req.s)) {
+                    let left = run.len.saturating_sub(off).checked_div(span).unwrap_or(0);
+                    if left >= 2 && first[1] == 0 {
+                        let at = |k: u64| PteMapping {
+                            address: crate::addr::PhysAddr::new(
+                                v.address.raw().saturating_add(k.saturating_mul(span)),
+                            ),
+                            ..v
+                        };
+                        let second = enc(&at(1))?;
+                        let last = enc(&at(left.saturating_sub(1)))?;
+                        let step = second[0].wrapping_sub(first[0]);
+                        if first[0].wrapping_add(step.wrapping_mul(left.saturating_sub(1)))
+                            == last[0]
+                            && second[1] == 0
+                            && last[1] == 0
+                        {
+                            c.leaf_cache = Some((
+                                level,
+                                es.saturating_add(span),
+                                second[0],
+                                step,
+                                es.saturating_add(left.saturating_mul(span)),
+                            ));
+                        }
+                    }
+                }
+                first
             }
             (OpKind::Sparse, true) => {
                 if dual {
@@ -1564,6 +1618,7 @@ impl<M: PtFormat, N: Slab<Node>, K: Slab<Kids>, V: VaRanges> AddressSpace<M, N, 
             top: None,
             words: 0,
             leaves: 0,
+            leaf_cache: None,
         };
         self.wp_dir(&mut c, 0, 0, 0)
             .map(|_| ())
@@ -1601,6 +1656,7 @@ impl<M: PtFormat, N: Slab<Node>, K: Slab<Kids>, V: VaRanges> AddressSpace<M, N, 
             top: None,
             words: 0,
             leaves: 0,
+            leaf_cache: None,
         };
         let res = self.wp_dir(&mut c, 0, 0, 0);
         let (runs, top, words, leaves) = (c.run_no, c.top, c.words, c.leaves);
@@ -1623,6 +1679,7 @@ impl<M: PtFormat, N: Slab<Node>, K: Slab<Kids>, V: VaRanges> AddressSpace<M, N, 
                 top: None,
                 words: 0,
                 leaves: 0,
+                leaf_cache: None,
             };
             match s.wp_dir(&mut c, 0, 0, 0) {
                 Err(PassErr::Vram(e)) => Some(e),
@@ -1981,6 +2038,31 @@ fn get_bit(bits: &[u64], i: u64) -> bool {
 pub(crate) trait SegStore {
     fn seg(&self, i: usize) -> Option<Seg>;
     fn push_word(&mut self, w: u64) -> Result<(), super::NoRoom>;
+    /// Appends a run of words, extending arithmetic stretches without a call per word.
+    fn push_words(&mut self, ws: &[u64]) -> Result<(), super::NoRoom> {
+        let mut i = 0usize;
+        while let Some(&w) = ws.get(i) {
+            self.push_word(w)?;
+            i = i.saturating_add(1);
+            // Extend the last segment over every following word that continues it.
+            let Some((next, step)) = self.tail() else {
+                continue;
+            };
+            let mut n = 0u32;
+            let mut want = next;
+            while ws.get(i).is_some_and(|&x| x == want) && n < u32::MAX / 2 {
+                want = want.wrapping_add(step);
+                i = i.saturating_add(1);
+                n = n.saturating_add(1);
+            }
+            self.extend_tail(n);
+        }
+        Ok(())
+    }
+    /// The word that would continue the last segment, and its step (segments of two or more).
+    fn tail(&self) -> Option<(u64, u64)>;
+    /// Lengthens the last segment by `n` words.
+    fn extend_tail(&mut self, n: u32);
 }
 
 /// Adapter from a `Slab<Seg>` to [`SegStore`], compressing arithmetic runs.
@@ -1989,6 +2071,22 @@ pub(crate) struct SegSlab<'a, G>(pub(crate) &'a mut G);
 impl<G: Slab<Seg>> SegStore for SegSlab<'_, G> {
     fn seg(&self, i: usize) -> Option<Seg> {
         self.0.get(i).copied()
+    }
+    fn tail(&self) -> Option<(u64, u64)> {
+        let last = self.0.len().checked_sub(1).and_then(|i| self.0.get(i))?;
+        (last.count >= 2).then(|| {
+            (
+                last.first
+                    .wrapping_add(last.step.wrapping_mul(u64::from(last.count))),
+                last.step,
+            )
+        })
+    }
+    fn extend_tail(&mut self, n: u32) {
+        let n_len = self.0.len();
+        if let Some(last) = n_len.checked_sub(1).and_then(|i| self.0.get_mut(i)) {
+            last.count = last.count.saturating_add(n);
+        }
     }
     fn push_word(&mut self, w: u64) -> Result<(), super::NoRoom> {
         let n = self.0.len();

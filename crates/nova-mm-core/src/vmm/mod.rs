@@ -368,6 +368,8 @@ pub struct AddressSpace<M, N, K, V> {
     pub(crate) pending: u32,
     pub(crate) scratch: [u64; 512],
     pub(crate) id: u64,
+    /// Bit `shift` set for every page size legal on the chip and the format.
+    pub(crate) allowed_sizes: u64,
     _m: PhantomData<M>,
 }
 
@@ -483,8 +485,14 @@ impl<M: PtFormat, N: Slab<Node>, K: Slab<Kids>, V: VaRanges> AddressSpace<M, N, 
             pending: KID_NONE,
             scratch: [0; 512],
             id: NEXT_ID.fetch_add(1, core::sync::atomic::Ordering::Relaxed),
+            allowed_sizes: 0,
             _m: PhantomData,
         };
+        for ps in PageSize::ALL {
+            if s.size_allowed_pub(ps) {
+                s.allowed_sizes |= 1 << ps.shift();
+            }
+        }
         s.nodes.truncate(0);
         s.kids.truncate(0);
         let root_node = s.new_node(root, 0, NodeKind::Dir)?;
