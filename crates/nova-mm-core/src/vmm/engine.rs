@@ -122,6 +122,8 @@ struct Ctx<'a, 'r, W: ?Sized, G> {
     /// Large leaves of one physical run are linear in the PA: (level, next VA, next low word,
     /// step, exclusive end VA of the run).
     leaf_cache: Option<(usize, u64, u64, u64, u64)>,
+    /// The same for 4 KiB PTEs: (next VA, next word, step, exclusive end VA of the run).
+    small_cache: Option<(u64, u64, u64, u64)>,
 }
 
 /// How a directory entry takes part in an operation.
@@ -1350,9 +1352,29 @@ impl<M: PtFormat, N: Slab<Node>, K: Slab<Kids>, V: VaRanges> AddressSpace<M, N, 
                 let mut k = 0u64;
                 while k < cnt {
                     let va = v.saturating_add(k << 12);
+                    // Continue the stretch of the previous table when this one follows it in
+                    // the same physical run (checked linear over the whole run below).
+                    if let Some((next, word, step, until)) = c.small_cache {
+                        if next == va && va < until {
+                            let n = (until.saturating_sub(va) >> 12).min(cnt.saturating_sub(k));
+                            let mut w = word;
+                            for s in self
+                                .scratch
+                                .get_mut(uidx(k)..uidx(k.saturating_add(n)))
+                                .ok_or(PassErr::Vmm(VmmError::Inconsistent))?
+                            {
+                                *s = w;
+                                w = w.wrapping_add(step);
+                            }
+                            k = k.saturating_add(n);
+                            c.small_cache = Some((va.saturating_add(n << 12), w, step, until));
+                            continue;
+                        }
+                    }
                     let (run, off) =
                         locate(runs, &mut c.cur, va.saturating_sub(c.req.s)).ok_or(bad)?;
-                    let in_run = (run.len.saturating_sub(off) >> 12).min(cnt.saturating_sub(k));
+                    let run_left = run.len.saturating_sub(off) >> 12;
+                    let in_run = run_left.min(cnt.saturating_sub(k));
                     let chip = c.chip;
                     let enc = |o: u64| {
                         let m = PteMapping {
@@ -1365,11 +1387,14 @@ impl<M: PtFormat, N: Slab<Node>, K: Slab<Kids>, V: VaRanges> AddressSpace<M, N, 
                     };
                     let first = enc(off)?;
                     let mut step = 0;
+                    c.small_cache = None;
                     if in_run > 1 {
                         let second = enc(off.saturating_add(SZ_4K))?;
                         step = second.wrapping_sub(first);
-                        let last = enc(off.saturating_add((in_run.saturating_sub(1)) << 12))?;
-                        if first.wrapping_add(step.wrapping_mul(in_run.saturating_sub(1))) != last {
+                        // Linear up to the end of the run, not only of this table.
+                        let last = enc(off.saturating_add((run_left.saturating_sub(1)) << 12))?;
+                        if first.wrapping_add(step.wrapping_mul(run_left.saturating_sub(1))) != last
+                        {
                             // Not linear (cannot happen with in-place address fields): encode
                             // each one.
                             for t in 0..in_run {
@@ -1392,6 +1417,10 @@ impl<M: PtFormat, N: Slab<Node>, K: Slab<Kids>, V: VaRanges> AddressSpace<M, N, 
                         w = w.wrapping_add(step);
                     }
                     k = k.saturating_add(in_run);
+                    if in_run > 1 {
+                        let until = va.saturating_add(run_left << 12);
+                        c.small_cache = Some((va.saturating_add(in_run << 12), w, step, until));
+                    }
                 }
                 return Ok(());
             }
@@ -1619,6 +1648,7 @@ impl<M: PtFormat, N: Slab<Node>, K: Slab<Kids>, V: VaRanges> AddressSpace<M, N, 
             words: 0,
             leaves: 0,
             leaf_cache: None,
+            small_cache: None,
         };
         self.wp_dir(&mut c, 0, 0, 0)
             .map(|_| ())
@@ -1657,6 +1687,7 @@ impl<M: PtFormat, N: Slab<Node>, K: Slab<Kids>, V: VaRanges> AddressSpace<M, N, 
             words: 0,
             leaves: 0,
             leaf_cache: None,
+            small_cache: None,
         };
         let res = self.wp_dir(&mut c, 0, 0, 0);
         let (runs, top, words, leaves) = (c.run_no, c.top, c.words, c.leaves);
@@ -1680,6 +1711,7 @@ impl<M: PtFormat, N: Slab<Node>, K: Slab<Kids>, V: VaRanges> AddressSpace<M, N, 
                 words: 0,
                 leaves: 0,
                 leaf_cache: None,
+                small_cache: None,
             };
             match s.wp_dir(&mut c, 0, 0, 0) {
                 Err(PassErr::Vram(e)) => Some(e),
