@@ -15,7 +15,8 @@ use std::marker::PhantomData;
 use common::ListAlloc;
 use nova_mm_core::mmu::{MmuV2, MmuV3, PteAttrs};
 use nova_mm_core::vmm::{
-    Mapping, PhysRun, SpaceConfig, SpaceKind, VaError, VaPlacement, VecAddressSpace, VmmError,
+    Executed, Mapping, PhysRun, SpaceConfig, SpaceKind, VaError, VaPlacement, VecAddressSpace,
+    VmmError,
 };
 use nova_mm_core::walk::PtFormat;
 use nova_mm_core::{Chip, PageSize, VirtAddr, VramAddress};
@@ -119,6 +120,14 @@ enum Tr {
     Unmap(usize),
     Protect(usize, bool),
     Probe(u64),
+    /// Prepare `a`, prepare `b`, then execute them in either order, or cancel `a`: the
+    /// interleaving of the fence-safe protocol (tables shared between prepared operations).
+    Pair {
+        a: Box<Tr>,
+        b: Box<Tr>,
+        b_first: bool,
+        cancel_a: bool,
+    },
 }
 
 #[derive(Clone, Debug)]
@@ -224,13 +233,26 @@ impl<S: Sel> ReferenceStateMachine for Model<S> {
             }
         });
         let probe = (0u64..0x100_0000).prop_map(|o| Tr::Probe(0x40_0000_0000 + o * 4096));
+        let pair = (
+            map_strategy(chip),
+            map_strategy(chip),
+            any::<bool>(),
+            0u8..4,
+        )
+            .prop_map(|(a, b, b_first, c)| Tr::Pair {
+                a: Box::new(a),
+                b: Box::new(b),
+                b_first,
+                cancel_a: c == 0,
+            });
         if n == 0 {
-            prop_oneof![6 => map_strategy(chip), 1 => sparse, 1 => probe].boxed()
+            prop_oneof![6 => map_strategy(chip), 1 => sparse, 1 => probe, 2 => pair].boxed()
         } else {
             prop_oneof![
                 5 => map_strategy(chip),
                 1 => sparse,
                 3 => (0..n).prop_map(Tr::Unmap),
+                2 => pair,
                 2 => (0..n, any::<bool>()).prop_map(|(i, ro)| Tr::Protect(i, ro)),
                 1 => probe,
             ]
@@ -285,6 +307,28 @@ impl<S: Sel> ReferenceStateMachine for Model<S> {
             }
             Tr::Protect(i, ro) => state.recs[*i].0.ro = *ro,
             Tr::Probe(_) => {}
+            Tr::Pair { a, b, cancel_a, .. } => {
+                let (
+                    Tr::Map {
+                        va: av, len: al, ..
+                    },
+                    Tr::Map {
+                        va: bv, len: bl, ..
+                    },
+                ) = (a.as_ref(), b.as_ref())
+                else {
+                    return state;
+                };
+                let a_ok = !state.overlaps(*av, *al);
+                let a_hits_b = a_ok && *av < bv + bl && *bv < av + al;
+                let b_ok = !(state.overlaps(*bv, *bl) || a_hits_b);
+                if b_ok {
+                    state = Self::apply(state, b);
+                }
+                if a_ok && !cancel_a {
+                    state = Self::apply(state, a);
+                }
+            }
         }
         state
     }
@@ -466,6 +510,104 @@ impl<S: Sel> StateMachineTest for Test<S> {
                 sut.check(model, *va);
                 None
             }
+            Tr::Pair {
+                a,
+                b,
+                b_first,
+                cancel_a,
+            } => {
+                let prep = |sut: &mut Sut<S>, t: &Tr| {
+                    let Tr::Map {
+                        va,
+                        len: _,
+                        runs,
+                        pinned,
+                        ro,
+                    } = t
+                    else {
+                        unreachable!()
+                    };
+                    let runs: &'static [PhysRun] = Box::leak(
+                        runs.iter()
+                            .map(|&(pa, l)| PhysRun::vram(VramAddress::new(pa), l))
+                            .collect::<Vec<_>>()
+                            .into_boxed_slice(),
+                    );
+                    let attrs = PteAttrs {
+                        read_only: *ro,
+                        ..Default::default()
+                    };
+                    let r = sut.space.prepare_map(
+                        &mut sut.alloc,
+                        sut.gpu.vram_mut(),
+                        VaPlacement::Fixed(VirtAddr::new(*va)),
+                        runs,
+                        attrs,
+                        *pinned,
+                    );
+                    match r {
+                        Ok(op) => Some(op),
+                        Err(VmmError::Va(VaError::InUse)) => None,
+                        Err(e) => panic!("prepare failed: {e}"),
+                    }
+                };
+                let pa = prep(&mut sut, a);
+                let pb = prep(&mut sut, b);
+                let exec = |sut: &mut Sut<S>, op| {
+                    let (vram, tlb) = sut.gpu.parts();
+                    match sut.space.execute(vram, tlb, op) {
+                        Ok(Executed::Mapped(m, st)) => {
+                            assert_eq!(st.invalidates, 1);
+                            m
+                        }
+                        _ => panic!("execute failed"),
+                    }
+                };
+                let mut new_maps = Vec::new();
+                let run_a = |sut: &mut Sut<S>, new_maps: &mut Vec<Mapping>, op| {
+                    if *cancel_a {
+                        sut.space.cancel(&mut sut.alloc, op).unwrap();
+                    } else {
+                        new_maps.push(exec(sut, op));
+                    }
+                };
+                let mut b_map = None;
+                match (pa, pb, *b_first) {
+                    (pa, Some(pb), true) => {
+                        b_map = Some(exec(&mut sut, pb));
+                        if let Some(pa) = pa {
+                            run_a(&mut sut, &mut new_maps, pa);
+                        }
+                    }
+                    (pa, pb, _) => {
+                        if let Some(pa) = pa {
+                            run_a(&mut sut, &mut new_maps, pa);
+                        }
+                        if let Some(pb) = pb {
+                            b_map = Some(exec(&mut sut, pb));
+                        }
+                    }
+                }
+                // The model appends b, then a.
+                if let Some(m) = b_map {
+                    sut.maps.push(m);
+                }
+                sut.maps.extend(new_maps);
+                assert_eq!(sut.maps.len(), model.recs.len());
+                let (
+                    Tr::Map {
+                        va: av, len: al, ..
+                    },
+                    Tr::Map {
+                        va: bv, len: bl, ..
+                    },
+                ) = (a.as_ref(), b.as_ref())
+                else {
+                    unreachable!()
+                };
+                sut.check_range(model, *av, *al);
+                Some((*bv, *bl))
+            }
         };
         if let Some((va, len)) = touched {
             sut.check_range(model, va, len);
@@ -493,7 +635,7 @@ impl<S: Sel> StateMachineTest for Test<S> {
 }
 
 prop_state_machine! {
-    #![proptest_config(ProptestConfig { cases: 24, .. ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 32, .. ProptestConfig::default() })]
     #[test]
     fn vmm_turing(sequential 1..24 => Test<Turing>);
     #[test]

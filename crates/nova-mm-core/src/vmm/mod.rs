@@ -30,7 +30,55 @@
 //!
 //! Host bookkeeping lives in [`Slab`]s the embedder provides ([`FixedSlab`] over `&mut [T]`),
 //! or in `Vec`s with the `alloc` feature ([`VecAddressSpace`]), grown only with `try_reserve`
-//! and only in prepare.
+//! and only in prepare. VA reservations go through [`VaRanges`], implemented by the interval
+//! tree of [`crate::va_alloc`] (the default) and by the small [`SortedVa`].
+//!
+//! # Page sizes
+//!
+//! Without a pinned size, every aligned piece gets the largest page the chip allows
+//! ([`crate::Chip::supports_page_size`]) that the VA alignment, the PA alignment and the run
+//! length permit: 256 GiB (PD2, Blackwell), 512 MiB (PD1, Ampere+), 2 MiB (PD0), 64 KiB (big
+//! page table under the dual PD0 entry), 4 KiB (small page table). Both page tables of a PD0
+//! entry can be live at once; each 64 KiB slot of the big table that is not itself a big page
+//! holds `0` (use the small table) while some 4 KiB PTE below it is live and "no valid 4 KiB"
+//! otherwise, maintained from per-64 KiB counts as the small table fills and empties.
+//!
+//! # How the nova-series review points are answered (`nova-series.md` §5)
+//!
+//! - **3, 4 (DMA-fence rules, deadlock catalogue):** only prepare allocates (page tables
+//!   through [`PageTableAllocator`], host bookkeeping through [`Slab::try_reserve`]); execute
+//!   takes `&mut self`, allocates nothing, takes no lock of its own and can only fail when the
+//!   backend fails. The embedder can therefore hold its page-table lock only around execute
+//!   and run prepare (and cleanup) under a separate lock: the state execute needs was
+//!   reserved by prepare.
+//! - **5 (unmap shares the allocator lock):** execute of an unmap only unlinks emptied tables
+//!   and queues them; [`AddressSpace::cleanup`] returns them to the allocator later, outside
+//!   the fence path.
+//! - **6 (nouveau ref/map/unmap/unref):** prepare = ref (tables created and referenced, so a
+//!   concurrent unmap cannot free them), execute = map/unmap, cleanup = unref's free.
+//!   Several prepared operations may be outstanding on disjoint VA; tables they share are
+//!   reference-counted, and the one that executes first links them.
+//! - **7 (amdgpu: only invalidations in the critical path):** tables are allocated and zeroed
+//!   in prepare; execute is writes plus one invalidate.
+//! - **9 (symmetric dual PDE):** both halves of a PD0 entry are tracked and linked on their
+//!   own; the formats expose both (`DualPdeState::Tables { big, small }`).
+//! - **11 (per-page flush):** one invalidate per operation, at the minimal cache level, with a
+//!   VA range covering exactly what changed (aligned to the span of the highest entry
+//!   written), `AckMode::Globally` for unmaps and protection changes, `hub_tlb_only` for BAR
+//!   spaces.
+//! - **14 (version dispatch):** everything is generic over [`crate::mmu::MmuFormat`] (static
+//!   dispatch, `MmuV2`/`MmuV3`) through [`PtFormat`]; no per-entry runtime enum.
+//! - **15 (VA layout, BAR1 size):** the level geometry comes from the format tables; the space
+//!   limits come from [`SpaceConfig`] (e.g. the BAR1 size of the PCI resource).
+//! - **16 (VA allocator):** reservations use the O(log n) interval tree of
+//!   [`crate::va_alloc`], not a second buddy.
+//! - **18 (page-table lifetime):** tables are reference-counted; an emptied table is unlinked
+//!   in the same execute and freed by cleanup after the invalidate completed; unmapping
+//!   everything leaves only the root.
+//! - **19 (error handling):** prepared operations, mappings and BAR1 windows are consumed by
+//!   the calls that release them and handed back on failure; nothing warns-and-leaks; a
+//!   failed execute restores every entry it wrote (saved entries of unmap/protect are kept,
+//!   compressed, in the operation).
 
 pub mod alloc_trait;
 pub mod bar1;
@@ -320,6 +368,8 @@ pub struct AddressSpace<M, N, K, V> {
     pub(crate) pending: u32,
     pub(crate) scratch: [u64; 512],
     pub(crate) id: u64,
+    /// Bit `shift` set for every page size legal on the chip and the format.
+    pub(crate) allowed_sizes: u64,
     _m: PhantomData<M>,
 }
 
@@ -435,8 +485,14 @@ impl<M: PtFormat, N: Slab<Node>, K: Slab<Kids>, V: VaRanges> AddressSpace<M, N, 
             pending: KID_NONE,
             scratch: [0; 512],
             id: NEXT_ID.fetch_add(1, core::sync::atomic::Ordering::Relaxed),
+            allowed_sizes: 0,
             _m: PhantomData,
         };
+        for ps in PageSize::ALL {
+            if s.size_allowed_pub(ps) {
+                s.allowed_sizes |= 1 << ps.shift();
+            }
+        }
         s.nodes.truncate(0);
         s.kids.truncate(0);
         let root_node = s.new_node(root, 0, NodeKind::Dir)?;

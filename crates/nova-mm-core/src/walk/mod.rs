@@ -710,3 +710,6 @@ impl<V: VramAccess + ?Sized, F: FnMut(WalkItem) -> ControlFlow<()>> RangeWalk<'_
 fn half(h: DualHalf) -> Option<PdeTable> {
     h.table().copied()
 }
+
+#[cfg(test)]
+mod tests;
