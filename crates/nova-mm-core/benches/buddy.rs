@@ -578,6 +578,17 @@ fn main() {
         }
         return;
     }
+    if filter.iter().any(|f| f == "profile-frag") {
+        let mut pool = Pool::new(4 * GIB);
+        for _ in 0..5 {
+            println!(
+                "phase 1 {:.2} ms, phase 2 {:.2} ms",
+                frag_phase1_ours(&mut pool),
+                frag_phase2_ours(&mut pool)
+            );
+        }
+        return;
+    }
     if filter.iter().any(|f| f == "profile-peer") {
         for d in [Drain::Lifo, Drain::Fifo] {
             println!("{d:?} {:?}", fill_drain_peer((80 * GIB / K4) as usize, d));

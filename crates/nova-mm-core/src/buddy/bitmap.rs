@@ -50,15 +50,27 @@ pub(crate) fn free0(f: u64) -> u64 {
     f & !swapped
 }
 
-/// Population count, fast for the common 0- and 1-bit cases (the baseline x86-64 target has no
-/// `popcnt` instruction).
+/// Population count, fast for the common cases of the allocator: 0, one bit, and one
+/// contiguous run of bits (the baseline x86-64 target has no `popcnt` instruction).
 #[inline]
 pub(crate) fn pc(x: u64) -> u64 {
-    if x & x.wrapping_sub(1) == 0 {
-        u64::from(x != 0)
+    if x == 0 {
+        return 0;
+    }
+    let t = x.trailing_zeros();
+    let y = x >> t;
+    if y & y.wrapping_add(1) == 0 {
+        u64::from(64u32.saturating_sub(x.leading_zeros()).saturating_sub(t))
     } else {
         u64::from(x.count_ones())
     }
+}
+
+/// The metadata index range of words `[w0, w1)` of a region at `off`.
+fn span(off: usize, w0: u64, w1: u64) -> Option<core::ops::Range<usize>> {
+    let a = off.checked_add(usize::try_from(w0).ok()?)?;
+    let b = off.checked_add(usize::try_from(w1).ok()?)?;
+    (a <= b).then_some(a..b)
 }
 
 #[inline]
@@ -217,22 +229,34 @@ impl<C: core::ops::Deref<Target = Core>, M: core::ops::Deref<Target = [u64]>> Ct
         if s >= e {
             return true;
         }
-        let mut w = s >> 6;
-        let last = e.saturating_sub(1) >> 6;
-        while w <= last {
+        let off = if clear {
+            self.c.layout.c_off
+        } else {
+            self.c.layout.f_off
+        };
+        let target = if want { u64::MAX } else { 0 };
+        let word_ok = |w: u64| {
             let mask = wmask(w, s, e);
-            let x = if clear { self.cw(w) } else { self.fw(w) };
-            let ok = if want {
+            let x = self.rd(ix(off, w));
+            if want {
                 x & mask == mask
             } else {
                 x & mask == 0
-            };
-            if !ok {
-                return false;
             }
-            w = w.saturating_add(1);
+        };
+        let first = s >> 6;
+        let last = e.saturating_sub(1) >> 6;
+        if !word_ok(first) || !word_ok(last) {
+            return false;
         }
-        true
+        if last > first.saturating_add(1) {
+            match span(off, first.saturating_add(1), last).and_then(|r| self.m.get(r)) {
+                Some(ws) => ws.iter().all(|&x| x == target),
+                None => false,
+            }
+        } else {
+            true
+        }
     }
 
     /// First allocated chunk in `[s, e)`.
@@ -492,8 +516,12 @@ impl<C: core::ops::DerefMut<Target = Core>, M: core::ops::DerefMut<Target = [u64
     ) -> bool {
         let (f_old, f_new) = if free { (0, u64::MAX) } else { (u64::MAX, 0) };
         let (f_off, c_off) = (self.c.layout.f_off, self.c.layout.c_off);
-        if (w0..w1).any(|w| self.rd(ix(f_off, w)) != f_old) {
+        let (Some(fr), Some(cr)) = (span(f_off, w0, w1), span(c_off, w0, w1)) else {
             return false;
+        };
+        match self.m.get_mut(fr) {
+            Some(f) if f.iter().all(|&x| x == f_old) => f.fill(f_new),
+            _ => return false,
         }
         let full = |x: u64| match x {
             0 => 0,
@@ -502,29 +530,32 @@ impl<C: core::ops::DerefMut<Target = Core>, M: core::ops::DerefMut<Target = [u64
         };
         let (mut clear_old, mut clear_new) = (0u64, 0u64);
         let mut c_changed = false;
-        for w in w0..w1 {
-            let ci = ix(c_off, w);
-            let c = self.rd(ci);
-            let nc = match cm {
-                ClearMode::Keep => c,
-                ClearMode::Set(true) => u64::MAX,
-                ClearMode::Set(false) => 0,
-            };
-            if f_old & c != u64::MAX {
-                *all_clear = false;
+        let mut any_not_clear = false;
+        if let Some(cs) = self.m.get_mut(cr) {
+            for c in cs.iter_mut() {
+                let old = *c;
+                let nc = match cm {
+                    ClearMode::Keep => old,
+                    ClearMode::Set(true) => u64::MAX,
+                    ClearMode::Set(false) => 0,
+                };
+                any_not_clear |= f_old & old != u64::MAX;
+                clear_old = clear_old.wrapping_add(full(f_old & old));
+                clear_new = clear_new.wrapping_add(full(f_new & nc));
+                c_changed |= nc != old;
+                *c = nc;
             }
-            self.wr(ix(f_off, w), f_new);
-            if nc != c {
-                self.wr(ci, nc);
-                c_changed = true;
-            }
-            clear_old = clear_old.wrapping_add(full(f_old & c));
-            clear_new = clear_new.wrapping_add(full(f_new & nc));
-            if free && cm == ClearMode::Keep {
-                if nc != 0 {
+        }
+        if any_not_clear {
+            *all_clear = false;
+        }
+        if free && cm == ClearMode::Keep {
+            for w in w0..w1 {
+                let c = self.cw(w);
+                if c != 0 {
                     self.flip(T_CLEAR, 1, w, true);
                 }
-                if nc != u64::MAX {
+                if c != u64::MAX {
                     self.flip(T_DIRTY, 1, w, true);
                 }
             }
