@@ -496,7 +496,6 @@ fn crit(c: &mut Criterion) {
                 p.dealloc(f, 3);
             })
         });
-        drop(b);
         let mut pool10 = Pool::new(10 * GIB);
         let mut b10 = pool10.buddy();
         let r9 = req(AllocMode::Simple, 9 * GIB, K4).with_flags(AllocFlags::CONTIGUOUS);
