@@ -50,15 +50,27 @@ pub(crate) fn free0(f: u64) -> u64 {
     f & !swapped
 }
 
-/// Population count, fast for the common 0- and 1-bit cases (the baseline x86-64 target has no
-/// `popcnt` instruction).
+/// Population count, fast for the common cases of the allocator: 0, one bit, and one
+/// contiguous run of bits (the baseline x86-64 target has no `popcnt` instruction).
 #[inline]
 pub(crate) fn pc(x: u64) -> u64 {
-    if x & x.wrapping_sub(1) == 0 {
-        u64::from(x != 0)
+    if x == 0 {
+        return 0;
+    }
+    let t = x.trailing_zeros();
+    let y = x >> t;
+    if y & y.wrapping_add(1) == 0 {
+        u64::from(64u32.saturating_sub(x.leading_zeros()).saturating_sub(t))
     } else {
         u64::from(x.count_ones())
     }
+}
+
+/// The metadata index range of words `[w0, w1)` of a region at `off`.
+fn span(off: usize, w0: u64, w1: u64) -> Option<core::ops::Range<usize>> {
+    let a = off.checked_add(usize::try_from(w0).ok()?)?;
+    let b = off.checked_add(usize::try_from(w1).ok()?)?;
+    (a <= b).then_some(a..b)
 }
 
 #[inline]
@@ -217,22 +229,34 @@ impl<C: core::ops::Deref<Target = Core>, M: core::ops::Deref<Target = [u64]>> Ct
         if s >= e {
             return true;
         }
-        let mut w = s >> 6;
-        let last = e.saturating_sub(1) >> 6;
-        while w <= last {
+        let off = if clear {
+            self.c.layout.c_off
+        } else {
+            self.c.layout.f_off
+        };
+        let target = if want { u64::MAX } else { 0 };
+        let word_ok = |w: u64| {
             let mask = wmask(w, s, e);
-            let x = if clear { self.cw(w) } else { self.fw(w) };
-            let ok = if want {
+            let x = self.rd(ix(off, w));
+            if want {
                 x & mask == mask
             } else {
                 x & mask == 0
-            };
-            if !ok {
-                return false;
             }
-            w = w.saturating_add(1);
+        };
+        let first = s >> 6;
+        let last = e.saturating_sub(1) >> 6;
+        if !word_ok(first) || !word_ok(last) {
+            return false;
         }
-        true
+        if last > first.saturating_add(1) {
+            match span(off, first.saturating_add(1), last).and_then(|r| self.m.get(r)) {
+                Some(ws) => ws.iter().all(|&x| x == target),
+                None => false,
+            }
+        } else {
+            true
+        }
     }
 
     /// First allocated chunk in `[s, e)`.
@@ -449,7 +473,17 @@ impl<C: core::ops::DerefMut<Target = Core>, M: core::ops::DerefMut<Target = [u64
         }
         let mut w = s >> 6;
         let last = e.saturating_sub(1) >> 6;
+        // Whole words in the middle go through the bulk path.
+        let full_lo = s.div_ceil(64);
+        let full_hi = e >> 6;
         while w <= last {
+            if w == full_lo
+                && full_hi > full_lo.saturating_add(1)
+                && self.fc_full_words(full_lo, full_hi, free, cm, &mut all_clear)
+            {
+                w = full_hi;
+                continue;
+            }
             let mask = wmask(w, s, e);
             let f = self.fw(w);
             let c = self.cw(w);
@@ -466,6 +500,121 @@ impl<C: core::ops::DerefMut<Target = Core>, M: core::ops::DerefMut<Target = [u64
             w = w.saturating_add(1);
         }
         all_clear
+    }
+
+    /// Frees (or allocates) the whole words `[w0, w1)`, which must all be allocated (or all
+    /// free): a tight loop over the words and one summary update per 64 words, so large blocks
+    /// cost a memset rather than a bit walk. Returns `false` (nothing done) if a word is not in
+    /// the expected state.
+    fn fc_full_words(
+        &mut self,
+        w0: u64,
+        w1: u64,
+        free: bool,
+        cm: ClearMode,
+        all_clear: &mut bool,
+    ) -> bool {
+        let (f_old, f_new) = if free { (0, u64::MAX) } else { (u64::MAX, 0) };
+        let (f_off, c_off) = (self.c.layout.f_off, self.c.layout.c_off);
+        let (Some(fr), Some(cr)) = (span(f_off, w0, w1), span(c_off, w0, w1)) else {
+            return false;
+        };
+        match self.m.get_mut(fr) {
+            Some(f) if f.iter().all(|&x| x == f_old) => f.fill(f_new),
+            _ => return false,
+        }
+        let full = |x: u64| match x {
+            0 => 0,
+            u64::MAX => 64,
+            x => u64::from(x.count_ones()),
+        };
+        let (mut clear_old, mut clear_new) = (0u64, 0u64);
+        let mut c_changed = false;
+        let mut any_not_clear = false;
+        if let Some(cs) = self.m.get_mut(cr) {
+            for c in cs.iter_mut() {
+                let old = *c;
+                let nc = match cm {
+                    ClearMode::Keep => old,
+                    ClearMode::Set(true) => u64::MAX,
+                    ClearMode::Set(false) => 0,
+                };
+                any_not_clear |= f_old & old != u64::MAX;
+                clear_old = clear_old.wrapping_add(full(f_old & old));
+                clear_new = clear_new.wrapping_add(full(f_new & nc));
+                c_changed |= nc != old;
+                *c = nc;
+            }
+        }
+        if any_not_clear {
+            *all_clear = false;
+        }
+        if free && cm == ClearMode::Keep {
+            for w in w0..w1 {
+                let c = self.cw(w);
+                if c != 0 {
+                    self.flip(T_CLEAR, 1, w, true);
+                }
+                if c != u64::MAX {
+                    self.flip(T_DIRTY, 1, w, true);
+                }
+            }
+        }
+        self.level1_range(T_FREE, w0, w1, free);
+        if !free {
+            self.level1_range(T_CLEAR, w0, w1, false);
+            self.level1_range(T_DIRTY, w0, w1, false);
+        } else if cm == ClearMode::Set(true) {
+            self.level1_range(T_CLEAR, w0, w1, true);
+        } else if cm == ClearMode::Set(false) {
+            self.level1_range(T_DIRTY, w0, w1, true);
+        }
+        let n = w1.wrapping_sub(w0).wrapping_shl(6);
+        let core = &mut *self.c;
+        core.avail = if free {
+            core.avail.wrapping_add(n)
+        } else {
+            core.avail.wrapping_sub(n)
+        };
+        core.clear_avail = core
+            .clear_avail
+            .wrapping_add(clear_new)
+            .wrapping_sub(clear_old);
+        if free || c_changed {
+            core.gen = core.gen.wrapping_add(1);
+        }
+        true
+    }
+
+    /// Sets (or clears) level-1 bits `[w0, w1)` of tree `t`, a word at a time.
+    fn level1_range(&mut self, t: usize, w0: u64, w1: u64, on: bool) {
+        if self.levels(t) < 2 {
+            return;
+        }
+        let Some(off) = self
+            .c
+            .layout
+            .trees
+            .get(t)
+            .and_then(|tl| tl.off.get(1).copied())
+        else {
+            return;
+        };
+        let mut u = w0 >> 6;
+        let last = w1.saturating_sub(1) >> 6;
+        while u <= last {
+            let mask = wmask(u, w0, w1);
+            let i = ix(off, u);
+            let old = self.rd(i);
+            let new = if on { old | mask } else { old & !mask };
+            if new != old {
+                self.wr(i, new);
+                if (old == 0) != (new == 0) {
+                    self.flip(t, 2, u, on);
+                }
+            }
+            u = u.saturating_add(1);
+        }
     }
 
     /// Lowest set bit of level `l` of tree `t` in `[lo, hi)`. Summary bits above level 1 may be

@@ -69,6 +69,36 @@ enum Meta<'a> {
     Owned(::alloc::vec::Vec<u64>),
 }
 
+impl Meta<'_> {
+    #[cfg(feature = "alloc")]
+    fn words_mut(&mut self) -> &mut [u64] {
+        match self {
+            Meta::Borrowed(s) => s,
+            Meta::Owned(v) => v.as_mut_slice(),
+        }
+    }
+
+    #[cfg(not(feature = "alloc"))]
+    fn words_mut(&mut self) -> &mut [u64] {
+        let Meta::Borrowed(s) = self;
+        s
+    }
+
+    #[cfg(feature = "alloc")]
+    fn words(&self) -> &[u64] {
+        match self {
+            Meta::Borrowed(s) => s,
+            Meta::Owned(v) => v.as_slice(),
+        }
+    }
+
+    #[cfg(not(feature = "alloc"))]
+    fn words(&self) -> &[u64] {
+        let Meta::Borrowed(s) = self;
+        s
+    }
+}
+
 /// A buddy allocator over `[base_offset, base_offset + size)`.
 ///
 /// Locking is the caller's (every mutating method takes `&mut self`).
@@ -155,11 +185,7 @@ impl<'a> Buddy<'a> {
     }
 
     fn ctx(&mut self) -> Ctx<&mut Core, &mut [u64]> {
-        let m: &mut [u64] = match &mut self.meta {
-            Meta::Borrowed(s) => s,
-            #[cfg(feature = "alloc")]
-            Meta::Owned(v) => v.as_mut_slice(),
-        };
+        let m = self.meta.words_mut();
         Ctx {
             c: &mut self.core,
             m,
@@ -167,11 +193,7 @@ impl<'a> Buddy<'a> {
     }
 
     fn ctx_ref(&self) -> (&Core, &[u64]) {
-        let m: &[u64] = match &self.meta {
-            Meta::Borrowed(s) => s,
-            #[cfg(feature = "alloc")]
-            Meta::Owned(v) => v.as_slice(),
-        };
+        let m = self.meta.words();
         (&self.core, m)
     }
 
