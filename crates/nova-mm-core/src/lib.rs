@@ -40,6 +40,8 @@ extern crate alloc;
 
 pub mod addr;
 pub mod chip;
+#[cfg(feature = "selftest")]
+pub mod selftest;
 pub mod tlb;
 pub mod vram;
 
