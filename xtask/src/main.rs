@@ -8,12 +8,15 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 
+mod kernel;
+
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
         Some("ci") => ci(),
         Some("demo") => demo(&args[1..]),
         Some("setup") => setup(),
+        Some("kernel-test") => kernel::kernel_test(),
         _ => {
             eprintln!("usage: cargo xtask <ci|demo|setup> [args]");
             return ExitCode::from(2);
