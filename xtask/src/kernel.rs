@@ -929,6 +929,9 @@ fn build_module(
         .arg(LLVM)
         .arg("-j2")
         .arg("modules");
+    if std::env::var_os("NOVA_MM_KBUILD_VERBOSE").is_some() {
+        c.arg("V=1");
+    }
     for (k, v) in &vars {
         c.arg(format!("{k}={v}"));
     }

@@ -133,6 +133,7 @@ fn ci() -> Result<()> {
         &[("RUSTDOCFLAGS", "-D warnings")],
     )?;
     run("cargo", &["test", "--workspace", "--all-features"])?;
+    kernel::kernel_test()?;
     eprintln!(
         "xtask ci: all steps passed in {:.0} s",
         start.elapsed().as_secs_f64()
