@@ -317,6 +317,11 @@ fn build_kernel_cached() -> Result<Kernel> {
     let kernel = Kernel {
         build: dir.join("build"),
     };
+    // One builder at a time per configuration (two CI runs on one machine): the second waits and
+    // then finds the kernel built. Released when `lock` is dropped at return.
+    fs::create_dir_all(cache_root()?)?;
+    let lock = fs::File::create(dir.with_extension("lock"))?;
+    lock.lock().context("locking the kernel cache")?;
     let done = dir.join("done");
     if done.exists() && kernel.bzimage().exists() {
         eprintln!("kernel-test: using cached kernel {}", dir.display());
