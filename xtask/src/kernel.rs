@@ -875,7 +875,22 @@ fn build_module(
 ) -> Result<PathBuf> {
     let src_dir = root.join("crates/nova-mm-kernel/module");
     let dir = work.join("module");
+    // Objects built against another kernel (another cache key or NOVA_MM_KERNEL_BUILD) must not
+    // be reused: their metadata refers to that kernel's `core` and `kernel` crates.
+    let stamp = format!(
+        "{}\n{:?}\n",
+        kernel.build.display(),
+        fs::metadata(kernel.build.join("rust/libkernel.rmeta"))
+            .and_then(|m| m.modified())
+            .ok()
+    );
+    let stamp_file = work.join("module.kernel");
+    if fs::read_to_string(&stamp_file).ok().as_deref() != Some(stamp.as_str()) && dir.exists() {
+        eprintln!("kernel-test: kernel changed, rebuilding the module from scratch");
+        fs::remove_dir_all(&dir)?;
+    }
     fs::create_dir_all(&dir)?;
+    fs::write(&stamp_file, &stamp)?;
     // Kbuild writes its outputs next to the sources: build in a copy.
     for f in ["Kbuild", "Makefile", "nova_mm_selftest.rs"] {
         let from = src_dir.join(f);
