@@ -612,9 +612,6 @@ fn build_host_macros(root: &Path, work: &Path) -> Result<HostMacros> {
     }
     let out = capture(&mut c)?;
     let dir = work.join("host-macros");
-    if dir.exists() {
-        fs::remove_dir_all(&dir)?;
-    }
     fs::create_dir_all(&dir)?;
     let mut so = BTreeMap::new();
     for line in out.lines().filter(|l| l.starts_with('{')) {
@@ -645,7 +642,11 @@ fn build_host_macros(root: &Path, work: &Path) -> Result<HostMacros> {
                     .file_name()
                     .ok_or_else(|| anyhow!("no file name in {f}"))?;
                 let dst = dir.join(file);
-                fs::copy(f, &dst)?;
+                // Copied only when changed: Kbuild rebuilds whatever depends on a newer `.so`.
+                let new = fs::read(f)?;
+                if fs::read(&dst).ok().as_deref() != Some(&new[..]) {
+                    fs::write(&dst, new)?;
+                }
                 so.insert(crate_name.clone(), dst);
             }
         }
@@ -856,14 +857,23 @@ fn thiserror_setup(src: &CrateSrc, work: &Path) -> Result<Vec<String>> {
         .ok_or_else(|| anyhow!("bad thiserror version {}", src.version))?;
     let out_dir = work.join("thiserror-out");
     fs::create_dir_all(&out_dir)?;
-    fs::write(
-        out_dir.join("private.rs"),
-        format!(
+    write_if_changed(
+        &out_dir.join("private.rs"),
+        &format!(
             "#[doc(hidden)]\npub mod __private{patch} {{\n    #[doc(hidden)]\n    \
              pub use crate::private::*;\n}}\n"
         ),
     )?;
     Ok(Vec::new())
+}
+
+/// Writes `text` unless the file already holds it: Kbuild rebuilds whatever depends on a file
+/// with a new modification time.
+fn write_if_changed(path: &Path, text: &str) -> Result<()> {
+    if fs::read(path).ok().as_deref() != Some(text.as_bytes()) {
+        fs::write(path, text)?;
+    }
+    Ok(())
 }
 
 fn build_module(
