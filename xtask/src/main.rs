@@ -8,6 +8,7 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 
+mod kernel;
 mod nightly;
 
 fn main() -> ExitCode {
@@ -18,8 +19,9 @@ fn main() -> ExitCode {
         Some("setup") => setup(),
         Some("fuzz") => nightly::fuzz(&args[1..]),
         Some("miri") => nightly::miri(),
+        Some("kernel-test") => kernel::kernel_test(),
         _ => {
-            eprintln!("usage: cargo xtask <ci|demo|setup|fuzz [TARGET] [SECONDS]|miri> [args]");
+            eprintln!("usage: cargo xtask <ci|demo|setup|fuzz [TARGET] [SECONDS]|miri|kernel-test> [args]");
             return ExitCode::from(2);
         }
     };
@@ -145,6 +147,7 @@ fn ci() -> Result<()> {
         &[("RUSTDOCFLAGS", "-D warnings")],
     )?;
     run("cargo", &["test", "--workspace", "--all-features"])?;
+    kernel::kernel_test()?;
     eprintln!(
         "xtask ci: all steps passed in {:.0} s",
         start.elapsed().as_secs_f64()

@@ -50,6 +50,8 @@ pub mod buddy;
 pub mod chip;
 pub mod hw;
 pub mod mmu;
+#[cfg(feature = "selftest")]
+pub mod selftest;
 pub mod tlb;
 pub mod va_alloc;
 pub mod vmm;
