@@ -6,7 +6,8 @@
 //! 3. "Firmware" builds a BAR1 page directory in its reserved memory (root, one table per level,
 //!    1 MiB of its own memory mapped with 64 KiB pages at BAR1 offset 0), written directly to
 //!    VRAM as the GSP would, and binds BAR1 to it ([`SimGpu::bind_bar`]).
-//! 4. The core VMM takes over that directory ([`AddressSpace::over_existing`](nova_mm_core::vmm::AddressSpace::over_existing)); every VRAM
+//! 4. The core VMM takes over that directory
+//!    ([`AddressSpace::over_existing`](nova_mm_core::vmm::AddressSpace::over_existing)); every VRAM
 //!    access it makes goes through the core's `hw::Pramin` over the simulated BAR0 (a real
 //!    window register, so window moves are counted), and every TLB invalidate through the
 //!    core's `hw::TlbRegs` writing the invalidate registers of the simulated BAR0, which
