@@ -580,9 +580,9 @@ impl<S: Sel> StateMachineTest for Test<S> {
                 let pb = prep(&mut sut, b);
                 let exec = |sut: &mut Sut<S>, op| match sut
                     .gpu
-                    .run(|vram, tlb| sut.space.execute(vram, tlb, op))
+                    .run(|vram, tlb| sut.space.execute(vram, tlb, op).ok())
                 {
-                    Ok(Executed::Mapped(m, st)) => {
+                    Some(Executed::Mapped(m, st)) => {
                         assert_eq!(st.invalidates, 1);
                         m
                     }
