@@ -14,8 +14,11 @@ mod common;
 
 use common::backend::{Backend, Rig};
 use common::ListAlloc;
+use nova_mm_core::buddy::{Buddy, BuddyParams};
 use nova_mm_core::mmu::{MmuV2, MmuV3, PteAttrs};
-use nova_mm_core::vmm::{PhysRun, SpaceConfig, SpaceKind, VaPlacement, VecAddressSpace};
+use nova_mm_core::vmm::{
+    PageTableAllocator, PhysRun, PtAllocError, SpaceConfig, SpaceKind, VaPlacement, VecAddressSpace,
+};
 use nova_mm_core::walk::PtFormat;
 use nova_mm_core::{Chip, TlbError, TlbInvalidate, VirtAddr, VramAccess, VramAddress, VramError};
 use nova_mm_sim::{Fault, FaultRule, Mapping as RefMapping, Pdb, RefMmu};
@@ -282,7 +285,7 @@ fn vram_word_faults_v3_blackwell_regs() {
 
 /// Allocator faults with any allocator: `fail(alloc, k)` arms the k-th allocation to fail (and
 /// `None` disarms), `used(alloc)` is the allocator's count of tables in use.
-fn alloc_faults_with<M: PtFormat, A: nova_mm_core::vmm::PageTableAllocator>(
+fn alloc_faults_with<M: PtFormat, A: PageTableAllocator>(
     b: Backend,
     chip: Chip,
     mut make: impl FnMut() -> A,
@@ -370,6 +373,60 @@ fn table_alloc_faults_v2() {
 fn table_alloc_faults_v3() {
     for b in Backend::BOTH {
         alloc_faults::<MmuV3>(b, Chip::Hopper);
+    }
+}
+
+/// The core's buddy allocator as the page-table allocator (top-down 4 KiB blocks), with the k-th
+/// allocation failing: its free space returns to the baseline whatever fails.
+struct FaultyBuddy {
+    buddy: Buddy<'static>,
+    allocs: u64,
+    fail_at: Option<u64>,
+}
+
+impl PageTableAllocator for FaultyBuddy {
+    fn alloc_table(&mut self) -> Result<VramAddress, PtAllocError> {
+        self.allocs += 1;
+        if self.fail_at == Some(self.allocs) {
+            return Err(PtAllocError::OutOfMemory);
+        }
+        self.buddy.alloc_table()
+    }
+    fn free_table(&mut self, addr: VramAddress) {
+        self.buddy.free_table(addr);
+    }
+}
+
+const BUDDY_POOL: u64 = 64 << 20;
+
+fn buddy_alloc_faults<M: PtFormat>(b: Backend, chip: Chip) {
+    alloc_faults_with::<M, _>(
+        b,
+        chip,
+        || FaultyBuddy {
+            buddy: Buddy::new(BuddyParams {
+                base_offset: PT_BASE,
+                size: BUDDY_POOL,
+                chunk_size: 4096,
+            })
+            .unwrap(),
+            allocs: 0,
+            fail_at: None,
+        },
+        |a, k| {
+            a.allocs = 0;
+            a.fail_at = k;
+        },
+        // Tables in use, from the allocator's own free space.
+        |a| (BUDDY_POOL - a.buddy.avail()) / 4096,
+    );
+}
+
+#[test]
+fn table_alloc_faults_buddy() {
+    for b in Backend::BOTH {
+        buddy_alloc_faults::<MmuV2>(b, Chip::Turing);
+        buddy_alloc_faults::<MmuV3>(b, Chip::BlackwellGb20x);
     }
 }
 
