@@ -13,8 +13,12 @@ use std::collections::BTreeSet;
 
 use common::backend::{Backend, Rig};
 use common::ListAlloc;
+use nova_mm_core::buddy::{Buddy, BuddyParams};
 use nova_mm_core::mmu::{MmuV2, MmuV3, PteAttrs};
-use nova_mm_core::vmm::{PhysRun, SpaceConfig, SpaceKind, VaPlacement, VecAddressSpace};
+use nova_mm_core::vmm::{
+    BuddyTables, PageTableAllocator, PhysRun, SpaceConfig, SpaceKind, TablePlacement, VaPlacement,
+    VecAddressSpace,
+};
 use nova_mm_core::walk::PtFormat;
 use nova_mm_core::{Chip, PageSize, VirtAddr, VramAccess, VramAddress, VramError};
 use nova_mm_sim::{Pdb, RefMmu};
@@ -96,9 +100,23 @@ struct Figures {
     window_visits: u64,
 }
 
+/// Page tables from a free list, ascending from `PT_BASE` (in allocation order).
 fn map_1g<M: PtFormat>(chip: Chip, mmio64: bool) -> Figures {
-    let mut gpu = Rig::new(Backend::Regs { mmio64 }, chip, VRAM);
     let mut alloc = ListAlloc::new(PT_BASE, 1024);
+    let f = map_1g_with::<M, _>(chip, mmio64, &mut alloc, "free list");
+    assert_eq!(alloc.used(), 0);
+    f
+}
+
+/// Maps 1 GiB of 4 KiB pages through the register path with page tables from `alloc`, and
+/// unmaps it; every table must be back in `alloc` afterwards (checked by the caller).
+fn map_1g_with<M: PtFormat, A: PageTableAllocator>(
+    chip: Chip,
+    mmio64: bool,
+    alloc: &mut A,
+    what: &str,
+) -> Figures {
+    let mut gpu = Rig::new(Backend::Regs { mmio64 }, chip, VRAM);
     let cfg = SpaceConfig {
         chip,
         va_start: 0,
@@ -106,7 +124,7 @@ fn map_1g<M: PtFormat>(chip: Chip, mmio64: bool) -> Figures {
         kind: SpaceKind::Gpu,
     };
     let mut s = gpu
-        .run(|v, _| VecAddressSpace::<M>::new_vec(cfg, &mut alloc, v))
+        .run(|v, _| VecAddressSpace::<M>::new_vec(cfg, &mut *alloc, v))
         .unwrap();
     let bar0 = gpu.regs.as_ref().unwrap().bar0.clone();
     bar0.reset_counters();
@@ -122,7 +140,7 @@ fn map_1g<M: PtFormat>(chip: Chip, mmio64: bool) -> Figures {
                 last: None,
             };
             let r = s.map(
-                &mut alloc,
+                &mut *alloc,
                 &mut w,
                 tlb,
                 VaPlacement::Fixed(VirtAddr::new(VA)),
@@ -163,7 +181,7 @@ fn map_1g<M: PtFormat>(chip: Chip, mmio64: bool) -> Figures {
         window_visits: visits,
     };
     println!(
-        "{chip:?} {}-bit MMIO, 1 GiB of 4 KiB PTEs ({PTES}): {writes} MMIO writes \
+        "{chip:?} {}-bit MMIO, tables from {what}, 1 GiB of 4 KiB PTEs ({PTES}): {writes} MMIO writes \
          ({} 32-bit, {} 64-bit; {} PRAMIN, {} window register) = {:.5} per PTE; \
          {reads} MMIO reads ({} PRAMIN); window moves {} ({:.6} per PTE) for {} distinct 1 MiB windows \
          touched in {} visits; {} tables allocated",
@@ -182,7 +200,7 @@ fn map_1g<M: PtFormat>(chip: Chip, mmio64: bool) -> Figures {
     );
     // Unmapping: reported, and everything returns.
     bar0.reset_counters();
-    gpu.run(|vram, tlb| s.unmap(&mut alloc, vram, tlb, m))
+    gpu.run(|vram, tlb| s.unmap(&mut *alloc, vram, tlb, m))
         .map_err(|(_, e)| e)
         .unwrap();
     let c = bar0.counters();
@@ -195,8 +213,7 @@ fn map_1g<M: PtFormat>(chip: Chip, mmio64: bool) -> Figures {
     );
     assert_eq!(c.unflushed_invalidates, 0);
     assert_eq!(s.table_count(), 1);
-    s.destroy(&mut alloc);
-    assert_eq!(alloc.used(), 0);
+    s.destroy(&mut *alloc);
     f
 }
 
@@ -235,4 +252,26 @@ fn mmio_per_pte_blackwell() {
     for mmio64 in [false, true] {
         check(&map_1g::<MmuV3>(Chip::BlackwellGb20x, mmio64), mmio64);
     }
+}
+
+/// The driver's configuration: page tables from the core's buddy allocator, top-down (the
+/// tables sit at the top of a 64 MiB pool, allocated downwards, written upwards in VA order).
+#[test]
+fn mmio_per_pte_buddy_top_down() {
+    let params = BuddyParams {
+        base_offset: PT_BASE,
+        size: 64 << 20,
+        chunk_size: 4096,
+    };
+    let mut buddy = Buddy::new(params).unwrap();
+    let full = buddy.avail();
+    let f = {
+        let mut t = BuddyTables::new(&mut buddy, TablePlacement::TopDown);
+        let f = map_1g_with::<MmuV2, _>(Chip::Ampere, false, &mut t, "buddy top-down");
+        assert_eq!(t.allocated(), t.freed());
+        assert_eq!(t.free_errors(), 0);
+        f
+    };
+    assert_eq!(buddy.avail(), full);
+    check(&f, false);
 }
