@@ -477,6 +477,15 @@ fn tlb_faults_v2() {
     }
 }
 
+/// Pascal/Volta invalidate through the hub PRI registers and `MMU_CTRL` polling.
+#[test]
+fn tlb_faults_v2_pascal_volta() {
+    for b in Backend::BOTH {
+        tlb_faults::<MmuV2>(b, Chip::Pascal);
+        tlb_faults::<MmuV2>(b, Chip::Volta);
+    }
+}
+
 #[test]
 fn tlb_faults_v3() {
     for b in Backend::BOTH {

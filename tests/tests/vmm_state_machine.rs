@@ -60,6 +60,7 @@ sel!(Ampere, Chip::Ampere, MmuV2, DIRECT);
 sel!(Hopper, Chip::Hopper, MmuV3, DIRECT);
 sel!(Blackwell, Chip::BlackwellGb20x, MmuV3, DIRECT);
 sel!(TuringRegs, Chip::Turing, MmuV2, REGS32);
+sel!(PascalRegs, Chip::Pascal, MmuV2, REGS32);
 sel!(AmpereRegs64, Chip::Ampere, MmuV2, REGS64);
 sel!(HopperRegs, Chip::Hopper, MmuV3, REGS32);
 sel!(BlackwellRegs, Chip::BlackwellGb20x, MmuV3, REGS32);
@@ -672,11 +673,14 @@ prop_state_machine! {
 }
 
 // The register path: PRAMIN with 32-bit MMIO on a pre-Hopper, a Hopper and a Blackwell chip
-// (the three window registers), 64-bit MMIO on one chip of each MMU version.
+// (the three window registers), Pascal (hub PRI invalidate registers), 64-bit MMIO on one chip
+// of each MMU version.
 prop_state_machine! {
     #![proptest_config(ProptestConfig { cases: 16, .. ProptestConfig::default() })]
     #[test]
     fn vmm_regs_turing(sequential 1..20 => Test<TuringRegs>);
+    #[test]
+    fn vmm_regs_pascal(sequential 1..20 => Test<PascalRegs>);
     #[test]
     fn vmm_regs_hopper(sequential 1..20 => Test<HopperRegs>);
     #[test]
