@@ -8,8 +8,9 @@
 //!   [`nova_mm_core::hw::tlb_regs::TlbRegs`] run on it.
 //! - [`KernelTime`] is the kernel's clock and delay (`ktime_get_ns`, `fsleep`/`udelay`);
 //!   [`KernelClock`] turns it into the core's [`Clock`].
-//! - [`ToErrno`] maps every core error to a kernel errno, and [`impl_to_errno!`] lets later
-//!   error types (buddy allocator, VMM) join with one declaration each.
+//! - [`ToErrno`] maps every core error to a kernel errno (hardware layer, buddy allocator, VA
+//!   allocator, walker, page-table formats, address-space manager, BAR1 window), and
+//!   [`impl_to_errno!`] lets later error types join with one declaration each.
 //!
 //! How a driver vendors and builds nova-mm inside the kernel tree, without Cargo, is described
 //! in [`embedding`].

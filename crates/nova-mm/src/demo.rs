@@ -25,7 +25,6 @@
 //! through the host's BAR0) and for the report after the counters were taken.
 
 use std::cell::RefCell;
-use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::io::Write;
 use std::path::Path;
@@ -124,35 +123,23 @@ impl Clock for StdClock {
     }
 }
 
-/// Page tables from the buddy allocator, counted.
+/// Page tables from the buddy allocator (the core's `PageTableAllocator for Buddy`: top-down
+/// 4 KiB blocks), counted.
 struct TableAlloc {
     buddy: Buddy<'static>,
-    blocks: HashMap<u64, Block>,
     allocated: u64,
     freed: u64,
 }
 
 impl PageTableAllocator for TableAlloc {
     fn alloc_table(&mut self) -> Result<VramAddress, PtAllocError> {
-        let req = AllocRequest::new(AllocMode::TopDown, 4096, 4096);
-        let blocks = self
-            .buddy
-            .alloc_blocks(&req)
-            .map_err(|_| PtAllocError::OutOfMemory)?;
-        let [b] = blocks.as_slice() else {
-            let _ = self.buddy.free_blocks(&blocks, false);
-            return Err(PtAllocError::Backend(-22));
-        };
-        self.blocks.insert(b.offset(), *b);
+        let a = self.buddy.alloc_table()?;
         self.allocated += 1;
-        Ok(VramAddress::new(b.offset()))
+        Ok(a)
     }
     fn free_table(&mut self, addr: VramAddress) {
-        if let Some(b) = self.blocks.remove(&addr.raw()) {
-            // A table handed back is dirty (it held entries).
-            let _ = self.buddy.free_blocks(&[b], false);
-            self.freed += 1;
-        }
+        self.buddy.free_table(addr);
+        self.freed += 1;
     }
 }
 
@@ -292,7 +279,6 @@ fn run_as<M: PtFormat>(
     .map_err(|e| demo_err("buddy allocator")(e.to_string()))?;
     let mut alloc = TableAlloc {
         buddy,
-        blocks: HashMap::new(),
         allocated: 0,
         freed: 0,
     };
