@@ -1042,12 +1042,14 @@ impl<M: PtFormat, N: Slab<Node>, K: Slab<Kids>, V: VaRanges> AddressSpace<M, N, 
 }
 
 impl<M: PtFormat, N: Slab<Node>, K: Slab<Kids>, V: VaRanges> AddressSpace<M, N, K, V> {
-    /// Prepare + execute + cleanup of a map, for callers outside any fence path (BAR1 setup,
-    /// tests).
+    /// Prepare + execute of a map, for callers outside any fence path (BAR1 setup, tests).
+    /// There is no cleanup step: a map only links tables, it never empties one, so it queues
+    /// nothing for [`AddressSpace::cleanup`].
     ///
     /// # Errors
     ///
-    /// Any error of the three steps; on an execute failure the operation is cancelled.
+    /// Any error of the two steps; on an execute failure the operation is cancelled (its
+    /// tables and VA are returned).
     #[allow(clippy::too_many_arguments)]
     pub fn map<
         A: PageTableAllocator + ?Sized,
