@@ -23,8 +23,10 @@
 //!    emptied and unlinked to the allocator, after their invalidate completed.
 //!
 //! A prepared operation is consumed by `execute` or by `cancel` (which returns everything it
-//! took). Dropping one without either keeps its reservation until the address space is
-//! destroyed (which returns everything), never panics and never corrupts the tables.
+//! took); the types carry `#[must_use]` so that forgetting either is a warning. Dropping one
+//! without either keeps its reservation (VA, table references; for an unmap, the mapping
+//! itself) until the address space is destroyed, which returns every table the space
+//! allocated; it never panics and never changes what the hardware sees (see [`Prepared`]).
 //!
 //! # Storage
 //!
@@ -101,7 +103,7 @@ use crate::vram::{VramAccess, VramError};
 use crate::walk::{self, PtFormat, Translation, WalkError, WalkItem};
 
 pub use alloc_trait::{PageTableAllocator, PtAllocError, TABLE_BYTES};
-pub use bar1::{pages_to_runs, Bar1Error, Bar1Io, Bar1Window};
+pub use bar1::{pages_to_runs, Bar1Error, Bar1Guard, Bar1Io, Bar1UnmapFailure, Bar1Window};
 pub use buddy_tables::{BuddyTables, TablePlacement};
 pub use engine::Seg;
 pub use node::{Kids, Node, NodeKind};
@@ -299,7 +301,25 @@ pub(crate) enum OpKind<'r> {
 
 /// A prepared operation: tables allocated, references taken, VA reserved; nothing visible to
 /// the hardware yet. Consume it with [`AddressSpace::execute`] or [`AddressSpace::cancel`].
-#[must_use = "a prepared operation holds page tables and VA until executed or cancelled"]
+///
+/// # Dropping one
+///
+/// "Leaks are impossible" holds in this sense: the type cannot be copied, and the only ways to
+/// consume it (execute, cancel) account for everything it holds; `Drop` does nothing (it has no
+/// access to the space or the allocator, so it cannot return anything, and it never panics).
+/// A `Prepared` dropped without execute or cancel therefore keeps, for the rest of the space's
+/// life:
+///
+/// - a map or sparse reservation: its VA reservation and its references on the page tables it
+///   allocated or shares, so those tables are never unlinked or freed by later unmaps;
+/// - an unmap: the mapping it consumed, which stays mapped (and its VA reserved) with no
+///   [`Mapping`] left to unmap it;
+/// - a protect: nothing (only its saved entries, which are dropped with it).
+///
+/// Nothing visible to the hardware changes, and [`AddressSpace::destroy`] still returns every
+/// table the space allocated, so the memory comes back when the space goes away.
+#[must_use = "a prepared operation holds page tables and VA until executed or cancelled; \
+              dropped, they stay reserved until the address space is destroyed"]
 pub struct Prepared<'r, G> {
     pub(crate) start: u64,
     pub(crate) end: u64,
@@ -350,6 +370,7 @@ pub enum Executed {
 /// A failed execute: the hardware state is as before, and the operation is handed back to be
 /// retried or cancelled.
 #[derive(Debug)]
+#[must_use = "the failed operation still holds its reservations: retry it or cancel it"]
 pub struct ExecFailed<'r, G> {
     /// The operation, still prepared.
     pub op: Prepared<'r, G>,
@@ -1044,12 +1065,14 @@ impl<M: PtFormat, N: Slab<Node>, K: Slab<Kids>, V: VaRanges> AddressSpace<M, N, 
 }
 
 impl<M: PtFormat, N: Slab<Node>, K: Slab<Kids>, V: VaRanges> AddressSpace<M, N, K, V> {
-    /// Prepare + execute + cleanup of a map, for callers outside any fence path (BAR1 setup,
-    /// tests).
+    /// Prepare + execute of a map, for callers outside any fence path (BAR1 setup, tests).
+    /// There is no cleanup step: a map only links tables, it never empties one, so it queues
+    /// nothing for [`AddressSpace::cleanup`].
     ///
     /// # Errors
     ///
-    /// Any error of the three steps; on an execute failure the operation is cancelled.
+    /// Any error of the two steps; on an execute failure the operation is cancelled (its
+    /// tables and VA are returned).
     #[allow(clippy::too_many_arguments)]
     pub fn map<
         A: PageTableAllocator + ?Sized,

@@ -835,3 +835,41 @@ fn poisoned_tables_never_leak_through_interleaving() {
     s.unmap(&mut alloc, &mut vram, &mut tlb, mb).unwrap();
     assert_eq!(s.table_count(), 1);
 }
+
+#[test]
+fn dropped_prepared_keeps_its_reservation_until_destroy() {
+    let (mut s, mut vram, mut alloc, mut tlb) = setup::<MmuV2>(Chip::Turing);
+    let runs = [PhysRun::vram(VramAddress::new(0x4000_0000), 0x1000)];
+    let va = VirtAddr::new(0x10_0000_0000);
+    let op = s
+        .prepare_map(
+            &mut alloc,
+            &mut vram,
+            VaPlacement::Fixed(va),
+            &runs,
+            PteAttrs::default(),
+            None,
+        )
+        .unwrap();
+    let tables = s.table_count();
+    assert!(tables > 1);
+    drop(op);
+    // Nothing reached the hardware, but the VA and the tables stay reserved.
+    assert!(tlb.reqs.is_empty());
+    assert_eq!(s.translate(&mut vram, va), Ok(Translation::Unmapped));
+    let again = s.map(
+        &mut alloc,
+        &mut vram,
+        &mut tlb,
+        VaPlacement::Fixed(va),
+        &runs,
+        PteAttrs::default(),
+        None,
+    );
+    assert_eq!(again.unwrap_err(), VmmError::Va(VaError::InUse));
+    assert_eq!(s.cleanup(&mut alloc), 0);
+    assert_eq!(s.table_count(), tables);
+    // destroy returns them.
+    s.destroy(&mut alloc);
+    assert_eq!(alloc.used(), 0);
+}

@@ -62,11 +62,10 @@
 //!     Translation::Unmapped
 //! );
 //!
-//! // PD1 entry 1 points back at the root. `translate` reads at most one entry per level, so it
-//! // ends with a typed error (here the root's entries do not decode as a page table's).
+//! // PD1 entry 1 points back at the root: `translate` reports the loop.
 //! vram.write64(VramAddress::new(0x2000 + 8), MmuV2::upper_table(chip, 2, root)?)?;
 //! let looped = walk::translate::<MmuV2, _>(chip, &mut vram, root, VirtAddr::new(512 << 20));
-//! assert!(matches!(looped, Err(WalkError::Malformed { .. })));
+//! assert_eq!(looped, Err(WalkError::Loop(root)));
 //!
 //! // Every effective leaf of the first GiB, in VA order; the walk reports the loop as a bad
 //! // subtree and carries on.
@@ -289,7 +288,13 @@ pub fn translate<M: PtFormat, V: VramAccess + ?Sized>(
     }
     let size = vram.size();
     let mut table = check_table(size, 0, root_ptr(root), dir_table_bytes::<M>(0))?;
+    // The directories entered so far (root first), to report a table that points back at one
+    // of its ancestors as a loop, as `walk_range` does.
+    let mut path = [u64::MAX; 8];
     for level in 0..M::DIR_LEVELS {
+        if let Some(slot) = path.get_mut(level) {
+            *slot = table.raw();
+        }
         let idx = dir_index::<M>(level, v);
         let words = dir_entry_words::<M>(level);
         let ea = entry_addr(table, idx, words).ok_or(oob(table))?;
@@ -343,6 +348,9 @@ pub fn translate<M: PtFormat, V: VramAccess + ?Sized>(
             PdeState::Table(ptr) => {
                 let next = level.saturating_add(1);
                 table = check_table(size, next, ptr, dir_table_bytes::<M>(next))?;
+                if path.get(..next).is_some_and(|p| p.contains(&table.raw())) {
+                    return Err(WalkError::Loop(table));
+                }
             }
         }
     }

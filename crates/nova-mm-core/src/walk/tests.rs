@@ -70,8 +70,31 @@ fn self_loop_is_reported_not_followed() {
         "{items:?}"
     );
     assert!(st.tables < 10);
-    // translate is bounded by the level count: the root read as PD2 is just another table.
-    let _ = translate::<MmuV2, _>(chip, &mut v, VramAddress::new(0), VirtAddr::new(0));
+    // translate reports the same loop instead of reading the root as PD2.
+    assert_eq!(
+        translate::<MmuV2, _>(chip, &mut v, VramAddress::new(0), VirtAddr::new(0)),
+        Err(WalkError::Loop(VramAddress::new(0)))
+    );
+}
+
+#[test]
+fn translate_reports_a_loop_to_a_deeper_ancestor() {
+    // v3: PD4 at 0 -> PD3 at 0x1000 -> PD2 at 0x2000, whose entry 0 points back at PD3.
+    let chip = Chip::Hopper;
+    let mut v = Words(std::vec![0; 1 << 17]);
+    v.0[0] = upper::<MmuV3>(chip, 0, 0x1000);
+    v.0[0x1000 / 8] = upper::<MmuV3>(chip, 1, 0x2000);
+    v.0[0x2000 / 8] = upper::<MmuV3>(chip, 2, 0x1000);
+    assert_eq!(
+        translate::<MmuV3, _>(chip, &mut v, VramAddress::new(0), VirtAddr::new(0)),
+        Err(WalkError::Loop(VramAddress::new(0x1000)))
+    );
+    // A sibling that is not an ancestor is followed as usual (here: an empty PD1).
+    v.0[0x2000 / 8] = upper::<MmuV3>(chip, 2, 0x3000);
+    assert_eq!(
+        translate::<MmuV3, _>(chip, &mut v, VramAddress::new(0), VirtAddr::new(0)),
+        Ok(Translation::Unmapped)
+    );
 }
 
 #[test]
