@@ -1,0 +1,3 @@
+//! x
+use super::SelfTestResult;
+pub(crate) const TESTS: &[super::SelfTest] = crate::selftests!("vmm", []);
