@@ -1,3 +1,3 @@
-//! x
-use super::SelfTestResult;
+//! Self-tests of the hardware layer (none yet: see the report).
+
 pub(crate) const TESTS: &[super::SelfTest] = crate::selftests!("hw", []);
