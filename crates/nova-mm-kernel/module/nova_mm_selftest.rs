@@ -47,6 +47,9 @@ struct ScratchStore {
 }
 
 impl ScratchStore {
+    // Not inlined into `init`: filling the child arrays puts a 2 KiB value on the stack, which
+    // must not stay in the frame the self-tests run below.
+    #[inline(never)]
     fn new() -> Result<Self> {
         use nova_mm_core::selftest::scratch as s;
         Ok(Self {
