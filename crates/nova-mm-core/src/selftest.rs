@@ -95,6 +95,7 @@ pub const GROUPS: &[(&str, &[SelfTest])] = &[
     ("mmu_v3", mmu_v3::TESTS),
     ("vmm", vmm::TESTS),
     ("hw", hw::TESTS),
+    ("hw", hw::SCRATCH_TESTS),
 ];
 
 /// Every self-test of the core, area by area.
