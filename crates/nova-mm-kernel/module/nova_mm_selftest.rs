@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT OR Apache-2.0
 
-//! `nova_mm.ko`: runs nova-mm-core's self-tests inside the kernel at module init.
+//! `nova_mm.ko`: runs the self-tests of nova-mm-core and then of nova-mm-kernel (the glue)
+//! inside the kernel at module init.
 //!
 //! Prints one line per failing self-test, then exactly `nova-mm: N passed, M failed`, which
 //! `cargo xtask kernel-test` looks for on the serial console. Init always returns 0: failures are
@@ -85,7 +86,13 @@ impl kernel::Module for NovaMmSelftest {
             nova_print!(ERR, "cannot allocate the self-test scratch memory\n");
         }
         let mut scratch = store.as_mut().ok().map(ScratchStore::scratch);
-        let summary = nova_mm_core::selftest::run_all(scratch.as_mut(), |test, msg| {
+        // The core's table, then the kernel glue's.
+        // `Iterator::chain` spelled out: the prelude's `Init` has a `chain` method too.
+        let tests = Iterator::chain(
+            nova_mm_core::selftest::all(),
+            nova_mm_kernel::selftest::TESTS,
+        );
+        let summary = nova_mm_core::selftest::run(tests, scratch.as_mut(), |test, msg| {
             nova_print!(ERR, "FAIL {}: {}\n", test.name, msg);
         });
         nova_print!(
