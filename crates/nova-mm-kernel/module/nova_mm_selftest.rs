@@ -33,6 +33,9 @@ macro_rules! nova_print {
 
 struct NovaMmSelftest;
 
+/// `THREAD_SIZE` on x86-64 without KASAN.
+const KERNEL_STACK_SIZE: usize = 16 * 1024;
+
 /// Backing storage of the core's `selftest::Scratch`: about 1.3 MiB, far beyond the 16 KiB
 /// kernel stack, so it comes from the kernel allocator. `KVVec` uses kmalloc and falls back
 /// to vmalloc for large sizes; `from_elem` fills it in place, element by element (at most one
@@ -86,6 +89,12 @@ impl kernel::Module for NovaMmSelftest {
             nova_print!(ERR, "cannot allocate the self-test scratch memory\n");
         }
         let mut scratch = store.as_mut().ok().map(ScratchStore::scratch);
+        // Stack left below this frame: x86-64 task stacks are THREAD_SIZE (16 KiB) and aligned
+        // to it, so the offset of a local in its 16 KiB block is what the self-tests may use.
+        // Printed so that the margin of the deepest self-test (see selftest/vmm.rs) is visible.
+        let probe = 0u8;
+        let free = (core::ptr::addr_of!(probe) as usize) % KERNEL_STACK_SIZE;
+        nova_print!(INFO, "kernel stack free at init: {} bytes\n", free);
         // The core's table, then the kernel glue's.
         // `Iterator::chain` spelled out: the prelude's `Init` has a `chain` method too.
         let tests = Iterator::chain(
