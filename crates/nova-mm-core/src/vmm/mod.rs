@@ -82,6 +82,7 @@
 
 pub mod alloc_trait;
 pub mod bar1;
+pub mod buddy_tables;
 mod engine;
 pub mod node;
 pub mod store;
@@ -101,6 +102,7 @@ use crate::walk::{self, PtFormat, Translation, WalkError, WalkItem};
 
 pub use alloc_trait::{PageTableAllocator, PtAllocError, TABLE_BYTES};
 pub use bar1::{pages_to_runs, Bar1Error, Bar1Io, Bar1Window};
+pub use buddy_tables::{BuddyTables, TablePlacement};
 pub use engine::Seg;
 pub use node::{Kids, Node, NodeKind};
 pub use store::{FixedSlab, NoRoom, Slab};
