@@ -26,6 +26,7 @@ pub const TESTS: &[SelfTest] = selftests!(
         tlb_errors,
         mmio_errors,
         pramin_fb_and_chip_errors,
+        buddy_and_vmm_errors,
         kernel_mmio_forwards,
         kernel_mmio_maps_errnos,
     ]
@@ -119,6 +120,49 @@ fn pramin_fb_and_chip_errors() -> SelfTestResult {
         Errno::ENODEV
     );
     st_eq!(UnknownName.to_errno(), Errno::EINVAL);
+    Ok(())
+}
+
+/// The allocator and address-space errors, including the ones that wrap another error (the
+/// wrapped error's errno passes through).
+fn buddy_and_vmm_errors() -> SelfTestResult {
+    use nova_mm_core::buddy::BuddyError;
+    use nova_mm_core::vmm::{NoRoom, PtAllocError, VaError, VmmError};
+    use nova_mm_core::walk::WalkError;
+    st_eq!(BuddyError::NoSpace.to_errno(), Errno::ENOSPC);
+    st_eq!(BuddyError::SinkFull.to_errno(), Errno::ENOMEM);
+    st_eq!(BuddyError::NoMemory.to_errno(), Errno::ENOMEM);
+    st_eq!(
+        BuddyError::NotAllocated {
+            offset: 0,
+            order: 0
+        }
+        .to_errno(),
+        Errno::EINVAL
+    );
+    st_eq!(PtAllocError::OutOfMemory.to_errno(), Errno::ENOMEM);
+    st_eq!(PtAllocError::Backend(-5).to_errno(), Errno::EIO);
+    st_eq!(NoRoom.to_errno(), Errno::ENOMEM);
+    st_eq!(VaError::InUse.to_errno(), Errno::ENOSPC);
+    st_eq!(VmmError::BadRange.to_errno(), Errno::EINVAL);
+    st_eq!(
+        VmmError::PtAlloc(PtAllocError::OutOfMemory).to_errno(),
+        Errno::ENOMEM
+    );
+    st_eq!(VmmError::NoRoom(NoRoom).to_errno(), Errno::ENOMEM);
+    st_eq!(VmmError::Va(VaError::InUse).to_errno(), Errno::ENOSPC);
+    st_eq!(
+        VmmError::Vram(VramError::Backend(-110)).to_errno(),
+        Errno::ETIMEDOUT
+    );
+    st_eq!(
+        VmmError::Tlb(TlbError::Timeout).to_errno(),
+        Errno::ETIMEDOUT
+    );
+    st_eq!(
+        VmmError::Walk(WalkError::Vram(VramError::DeviceGone)).to_errno(),
+        Errno::ENODEV
+    );
     Ok(())
 }
 
