@@ -9,7 +9,11 @@
 //! the failed check, and it never panics (a Rust panic in the kernel is a `BUG()`), never
 //! allocates, and uses neither floats nor 128-bit arithmetic (the kernel's intrinsics for those are
 //! panicking stubs). Storage a test needs lives on the stack (the kernel stack is 16 KiB: keep it
-//! to a few hundred bytes) or in caller-provided memory.
+//! to a few hundred bytes) or in the caller-provided [`Scratch`] (a VRAM image, bookkeeping
+//! storage), which the kernel module allocates with `KVVec` and the host test with `Vec`. Large
+//! values count too: an `AddressSpace` is over 4 KiB and a `Buddy` about 11 KiB (so the buddy
+//! self-tests run on the host only, see `buddy`); check a new test's frame sizes in the module
+//! object (`objdump -d target/kernel-test/module/nova_mm_core.o`, `sub $N,%rsp`).
 //!
 //! # Adding self-tests
 //!
@@ -24,7 +28,8 @@
 //! fn alloc_free_merges() -> SelfTestResult { check(1 + 1 == 2, "arithmetic") }
 //! ```
 //!
-//! then `mod buddy;` here and `("buddy", buddy::TESTS)` in [`GROUPS`]. A crate that builds on
+//! then `mod buddy;` here and `("buddy", buddy::TESTS)` in [`GROUPS`]. Tests that take a
+//! `&mut Scratch` are listed with `selftests!("area", scratch [..])`. A crate that builds on
 //! the core (the kernel backend) keeps its own slice of [`SelfTest`] and chains it after
 //! [`all`].
 
