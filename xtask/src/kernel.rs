@@ -769,6 +769,12 @@ fn crate_sources(root: &Path, work: &Path) -> Result<BTreeMap<String, CrateSrc>>
         Ok(())
     };
     add(core)?;
+    // The kernel glue: its only normal dependency is the core.
+    let glue = packages
+        .iter()
+        .find(|p| p.field("name") == Some("nova-mm-kernel"))
+        .ok_or_else(|| anyhow!("nova-mm-kernel not in cargo metadata"))?;
+    add(glue)?;
     for dep in node.get("deps").map(Json::arr).unwrap_or_default() {
         let normal = dep
             .get("dep_kinds")
@@ -794,7 +800,13 @@ fn crate_sources(root: &Path, work: &Path) -> Result<BTreeMap<String, CrateSrc>>
             add(pkg)?;
         }
     }
-    for needed in ["nova_mm_core", "zerocopy", "thiserror", "static_assertions"] {
+    for needed in [
+        "nova_mm_core",
+        "nova_mm_kernel",
+        "zerocopy",
+        "thiserror",
+        "static_assertions",
+    ] {
         if !out.contains_key(needed) {
             bail!("{needed} not found among nova-mm-core's dependencies");
         }
@@ -942,6 +954,7 @@ fn build_module(
     ];
     for (var, name) in [
         ("CORE", "nova_mm_core"),
+        ("GLUE", "nova_mm_kernel"),
         ("ZEROCOPY", "zerocopy"),
         ("THISERROR", "thiserror"),
         ("STATIC_ASSERTIONS", "static_assertions"),
@@ -1095,8 +1108,13 @@ fn summary_line(line: &str) -> Option<(usize, usize)> {
     Some((passed.parse().ok()?, failed.parse().ok()?))
 }
 
+/// The number of self-tests the module runs: the core's table, then the kernel glue's.
+fn expected_count() -> usize {
+    nova_mm_core::selftest::count() + nova_mm_kernel::selftest::TESTS.len()
+}
+
 fn check_log(log: &str) -> Result<()> {
-    let expected = nova_mm_core::selftest::count();
+    let expected = expected_count();
     let bad: Vec<&str> = log
         .lines()
         .filter(|l| BAD_MARKERS.iter().any(|m| l.contains(m)))
@@ -1149,7 +1167,7 @@ mod tests {
 
     #[test]
     fn log_verdicts() {
-        let n = nova_mm_core::selftest::count();
+        let n = expected_count();
         assert!(check_log(&format!("boot\nnova-mm: {n} passed, 0 failed\n")).is_ok());
         assert!(check_log(&format!("nova-mm: {} passed, 0 failed\n", n + 1)).is_err());
         assert!(check_log("nova-mm: 1 passed, 1 failed\n").is_err());

@@ -89,6 +89,8 @@
 
 pub mod embedding;
 mod errno;
+#[cfg(feature = "selftest")]
+pub mod selftest;
 
 pub use errno::{Errno, ToErrno};
 

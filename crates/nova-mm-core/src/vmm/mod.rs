@@ -479,14 +479,21 @@ impl<M: PtFormat> VecAddressSpace<M> {
 static NEXT_ID: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(1);
 
 impl<M: PtFormat, N: Slab<Node>, K: Slab<Kids>, V: VaRanges> AddressSpace<M, N, K, V> {
+    /// The space over `root` with empty bookkeeping. The result is returned, not patched
+    /// afterwards (`root_owned` is an argument): an `AddressSpace` holds a 4 KiB table image,
+    /// and every extra copy on the way to the caller costs that much kernel stack.
+    ///
+    /// `on_err` runs before an error is returned (`new` frees the root there), so that callers
+    /// can return this function's result directly.
     fn empty(
         cfg: SpaceConfig,
         root: VramAddress,
-        nodes: N,
-        kids: K,
-        va: V,
+        root_owned: bool,
+        (nodes, kids, va): (N, K, V),
+        on_err: impl FnOnce(),
     ) -> Result<Self, VmmError> {
         if cfg.chip.mmu_version() != M::VERSION {
+            on_err();
             return Err(VmmError::WrongFormat(cfg.chip));
         }
         if cfg.va_start >= cfg.va_end
@@ -494,12 +501,13 @@ impl<M: PtFormat, N: Slab<Node>, K: Slab<Kids>, V: VaRanges> AddressSpace<M, N, 
             || cfg.va_start % crate::addr::PAGE_BYTES != 0
             || cfg.va_end % crate::addr::PAGE_BYTES != 0
         {
+            on_err();
             return Err(VmmError::BadRange);
         }
         let mut s = Self {
             cfg,
             root_addr: root,
-            root_owned: false,
+            root_owned,
             nodes,
             kids,
             va,
@@ -518,7 +526,13 @@ impl<M: PtFormat, N: Slab<Node>, K: Slab<Kids>, V: VaRanges> AddressSpace<M, N, 
         }
         s.nodes.truncate(0);
         s.kids.truncate(0);
-        let root_node = s.new_node(root, 0, NodeKind::Dir)?;
+        let root_node = match s.new_node(root, 0, NodeKind::Dir) {
+            Ok(n) => n,
+            Err(e) => {
+                on_err();
+                return Err(e);
+            }
+        };
         if let Some(n) = s.nodes.get_mut(engine::idx(root_node)) {
             // The root is pinned: always referenced and always "linked".
             n.refs = 1;
@@ -542,20 +556,14 @@ impl<M: PtFormat, N: Slab<Node>, K: Slab<Kids>, V: VaRanges> AddressSpace<M, N, 
         vram: &mut W,
     ) -> Result<Self, VmmError> {
         let root = alloc.alloc_table()?;
-        let zeroed = vram.fill_u64(root, 0, TABLE_BYTES / 8);
-        let made = zeroed
-            .map_err(VmmError::from)
-            .and_then(|()| Self::empty(cfg, root, nodes, kids, va));
-        match made {
-            Ok(mut s) => {
-                s.root_owned = true;
-                Ok(s)
-            }
-            Err(e) => {
-                alloc.free_table(root);
-                Err(e)
-            }
+        if let Err(e) = vram.fill_u64(root, 0, TABLE_BYTES / 8) {
+            alloc.free_table(root);
+            return Err(e.into());
         }
+        // Returned as built, without a local that holds the space (see `empty`).
+        Self::empty(cfg, root, true, (nodes, kids, va), || {
+            alloc.free_table(root)
+        })
     }
 
     /// Creates an address space over an existing root page directory, such as the BAR1 page
@@ -575,7 +583,7 @@ impl<M: PtFormat, N: Slab<Node>, K: Slab<Kids>, V: VaRanges> AddressSpace<M, N, 
         va: V,
         vram: &mut W,
     ) -> Result<Self, VmmError> {
-        let mut s = Self::empty(cfg, root, nodes, kids, va)?;
+        let mut s = Self::empty(cfg, root, false, (nodes, kids, va), || ())?;
         if let Some(n) = s.nodes.get_mut(0) {
             n.foreign = true;
         }
