@@ -286,6 +286,7 @@ impl<C: core::ops::DerefMut<Target = Core>, M: core::ops::DerefMut<Target = [u64
     }
 
     /// Sets or clears bit `b` of level `l` of tree `t` and keeps the summaries above in step.
+    #[inline]
     pub(crate) fn flip(&mut self, t: usize, mut l: usize, mut b: u64, on: bool) {
         let Some(tl) = self.c.layout.trees.get(t) else {
             return;
@@ -309,7 +310,7 @@ impl<C: core::ops::DerefMut<Target = Core>, M: core::ops::DerefMut<Target = [u64
     }
 
     /// Records block `i` of order `k ≥ 1` as a maximal free block (or not).
-    #[inline]
+    #[inline(always)]
     pub(crate) fn set_free(&mut self, k: u32, i: u64, on: bool) {
         if k == 0 {
             return;
@@ -337,8 +338,9 @@ impl<C: core::ops::DerefMut<Target = Core>, M: core::ops::DerefMut<Target = [u64
         }
     }
 
-    /// [`Self::fc_range`] for one chunk: the hot path of single-chunk allocation and free, with
-    /// the counter updates known without population counts.
+    /// [`Self::fc_range`] for one chunk: the hot path of single-chunk allocation and free. Only
+    /// the pair of chunks holding `p` can change its order-0 blocks, so every counter delta is
+    /// known from a few bits, without population counts.
     #[inline]
     fn fc_chunk(&mut self, p: u64, free: bool, cm: ClearMode) -> bool {
         let w = p >> 6;
@@ -372,32 +374,33 @@ impl<C: core::ops::DerefMut<Target = Core>, M: core::ops::DerefMut<Target = [u64
         if (di_o == 0) != (di_n == 0) {
             self.flip(T_DIRTY, 1, w, di_n != 0);
         }
-        let (z_o, z_n) = (free0(f), free0(nf));
-        if (z_o == 0) != (z_n == 0) {
-            self.flip(T_ORDER0, 1, w, z_n != 0);
-        }
-        let core = &mut *self.c;
-        if z_o != z_n {
-            let up = z_n & !z_o;
-            if let Some(c0) = core.counts.get_mut(0) {
-                *c0 = c0.wrapping_add(pc(up)).wrapping_sub(pc(z_o & !z_n));
-                core.nonempty = if *c0 != 0 {
-                    core.nonempty | 1
-                } else {
-                    core.nonempty & !1
-                };
+        // The pair of `p` holds one order-0 block iff exactly one of its chunks is free.
+        let s2 = u32::try_from(p & 62).unwrap_or(0);
+        let zo = ((f >> s2) ^ (f >> s2 >> 1)) & 1;
+        let zn = ((nf >> s2) ^ (nf >> s2 >> 1)) & 1;
+        if zo != zn {
+            let rest = free0(f) & !3u64.wrapping_shl(s2);
+            if rest == 0 {
+                self.flip(T_ORDER0, 1, w, zn != 0);
             }
-            if up != 0 {
+            let core = &mut *self.c;
+            if let Some(c0) = core.counts.get_mut(0) {
+                *c0 = c0.wrapping_add(zn).wrapping_sub(zo);
+                core.nonempty = (core.nonempty & !1) | u64::from(*c0 != 0);
+            }
+            if zn != 0 {
                 if let Some(h) = core.top.get_mut(T_ORDER0) {
                     *h = (*h).max(w.wrapping_shl(6).wrapping_add(64));
                 }
             }
         }
-        core.avail = core.avail.wrapping_add(pc(nf & b)).wrapping_sub(pc(f & b));
+        let core = &mut *self.c;
+        let one = |x: u64| u64::from(x & b != 0);
+        core.avail = core.avail.wrapping_add(one(nf)).wrapping_sub(one(f));
         core.clear_avail = core
             .clear_avail
-            .wrapping_add(pc(cl_n & b))
-            .wrapping_sub(pc(cl_o & b));
+            .wrapping_add(one(cl_n))
+            .wrapping_sub(one(cl_o));
         if (nf & !f) != 0 || nc != c {
             core.gen = core.gen.wrapping_add(1);
         }
@@ -463,14 +466,88 @@ impl<C: core::ops::DerefMut<Target = Core>, M: core::ops::DerefMut<Target = [u64
 
     /// Sets chunks `[s, e)` free or allocated and applies `cm` to their clear bits. Returns
     /// whether every chunk was free and clear before.
+    #[inline]
     pub(crate) fn fc_range(&mut self, s: u64, e: u64, free: bool, cm: ClearMode) -> bool {
-        let mut all_clear = true;
         if s >= e {
-            return all_clear;
+            return true;
         }
         if e == s.wrapping_add(1) {
             return self.fc_chunk(s, free, cm);
         }
+        let w = s >> 6;
+        if w == e.wrapping_sub(1) >> 6 {
+            return self.fc_word(w, wmask(w, s, e), free, cm);
+        }
+        self.fc_words(s, e, free, cm)
+    }
+
+    /// [`Self::fc_range`] for the chunks of `mask` in word `w` (blocks below 64 chunks).
+    #[inline]
+    fn fc_word(&mut self, w: u64, mask: u64, free: bool, cm: ClearMode) -> bool {
+        let fi = ix(self.c.layout.f_off, w);
+        let ci = ix(self.c.layout.c_off, w);
+        let f = self.rd(fi);
+        let c = self.rd(ci);
+        let all_clear = f & c & mask == mask;
+        let nf = if free { f | mask } else { f & !mask };
+        let nc = match cm {
+            ClearMode::Keep => c,
+            ClearMode::Set(true) => c | mask,
+            ClearMode::Set(false) => c & !mask,
+        };
+        if nf == f && nc == c {
+            return all_clear;
+        }
+        self.wr(fi, nf);
+        if nc != c {
+            self.wr(ci, nc);
+        }
+        if (f == 0) != (nf == 0) {
+            self.flip(T_FREE, 1, w, nf != 0);
+        }
+        let (cl_o, cl_n) = (f & c, nf & nc);
+        if (cl_o == 0) != (cl_n == 0) {
+            self.flip(T_CLEAR, 1, w, cl_n != 0);
+        }
+        let (di_o, di_n) = (f & !c, nf & !nc);
+        if (di_o == 0) != (di_n == 0) {
+            self.flip(T_DIRTY, 1, w, di_n != 0);
+        }
+        let (z_o, z_n) = (free0(f), free0(nf));
+        if z_o != z_n {
+            if (z_o == 0) != (z_n == 0) {
+                self.flip(T_ORDER0, 1, w, z_n != 0);
+            }
+            let core = &mut *self.c;
+            let up = z_n & !z_o;
+            if let Some(c0) = core.counts.get_mut(0) {
+                *c0 = c0.wrapping_add(pc(up)).wrapping_sub(pc(z_o & !z_n));
+                core.nonempty = (core.nonempty & !1) | u64::from(*c0 != 0);
+            }
+            if up != 0 {
+                if let Some(h) = core.top.get_mut(T_ORDER0) {
+                    *h = (*h).max(w.wrapping_shl(6).wrapping_add(64));
+                }
+            }
+        }
+        let core = &mut *self.c;
+        core.avail = core
+            .avail
+            .wrapping_add(pc(nf & !f))
+            .wrapping_sub(pc(f & !nf));
+        core.clear_avail = core
+            .clear_avail
+            .wrapping_add(pc(cl_n & !cl_o))
+            .wrapping_sub(pc(cl_o & !cl_n));
+        if (nf & !f) != 0 || nc != c {
+            core.gen = core.gen.wrapping_add(1);
+        }
+        all_clear
+    }
+
+    /// [`Self::fc_range`] for more than one chunk (`s < e`).
+    fn fc_words(&mut self, s: u64, e: u64, free: bool, cm: ClearMode) -> bool {
+        let mut all_clear = true;
         let mut w = s >> 6;
         let last = e.saturating_sub(1) >> 6;
         // Whole words in the middle go through the bulk path.
