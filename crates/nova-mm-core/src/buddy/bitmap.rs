@@ -251,7 +251,7 @@ impl<C: core::ops::Deref<Target = Core>, M: core::ops::Deref<Target = [u64]>> Ct
         }
         if last > first.saturating_add(1) {
             match span(off, first.saturating_add(1), last).and_then(|r| self.m.get(r)) {
-                Some(ws) => ws.iter().all(|&x| x == target),
+                Some(ws) => ws.iter().fold(0, |a, &x| a | (x ^ target)) == 0,
                 None => false,
             }
         } else {
@@ -341,7 +341,7 @@ impl<C: core::ops::DerefMut<Target = Core>, M: core::ops::DerefMut<Target = [u64
     /// [`Self::fc_range`] for one chunk: the hot path of single-chunk allocation and free. Only
     /// the pair of chunks holding `p` can change its order-0 blocks, so every counter delta is
     /// known from a few bits, without population counts.
-    #[inline]
+    #[inline(always)]
     fn fc_chunk(&mut self, p: u64, free: bool, cm: ClearMode) -> bool {
         let w = p >> 6;
         let b = bit(p);
@@ -466,7 +466,7 @@ impl<C: core::ops::DerefMut<Target = Core>, M: core::ops::DerefMut<Target = [u64
 
     /// Sets chunks `[s, e)` free or allocated and applies `cm` to their clear bits. Returns
     /// whether every chunk was free and clear before.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn fc_range(&mut self, s: u64, e: u64, free: bool, cm: ClearMode) -> bool {
         if s >= e {
             return true;
@@ -482,7 +482,7 @@ impl<C: core::ops::DerefMut<Target = Core>, M: core::ops::DerefMut<Target = [u64
     }
 
     /// [`Self::fc_range`] for the chunks of `mask` in word `w` (blocks below 64 chunks).
-    #[inline]
+    #[inline(always)]
     fn fc_word(&mut self, w: u64, mask: u64, free: bool, cm: ClearMode) -> bool {
         let fi = ix(self.c.layout.f_off, w);
         let ci = ix(self.c.layout.c_off, w);
@@ -597,32 +597,41 @@ impl<C: core::ops::DerefMut<Target = Core>, M: core::ops::DerefMut<Target = [u64
             return false;
         };
         match self.m.get_mut(fr) {
-            Some(f) if f.iter().all(|&x| x == f_old) => f.fill(f_new),
+            // An OR-reduction (no early exit) so the scan vectorises.
+            Some(f) if f.iter().fold(0, |a, &x| a | (x ^ f_old)) == 0 => f.fill(f_new),
             _ => return false,
         }
-        let full = |x: u64| match x {
-            0 => 0,
-            u64::MAX => 64,
-            x => u64::from(x.count_ones()),
-        };
-        let (mut clear_old, mut clear_new) = (0u64, 0u64);
-        let mut c_changed = false;
-        let mut any_not_clear = false;
-        if let Some(cs) = self.m.get_mut(cr) {
-            for c in cs.iter_mut() {
-                let old = *c;
-                let nc = match cm {
-                    ClearMode::Keep => old,
-                    ClearMode::Set(true) => u64::MAX,
-                    ClearMode::Set(false) => 0,
-                };
-                any_not_clear |= f_old & old != u64::MAX;
-                clear_old = clear_old.wrapping_add(full(f_old & old));
-                clear_new = clear_new.wrapping_add(full(f_new & nc));
-                c_changed |= nc != old;
-                *c = nc;
+        let n = w1.wrapping_sub(w0).wrapping_shl(6);
+        let cs = self.m.get_mut(cr).unwrap_or(&mut []);
+        // Clear chunks among `cs`, fast for the common all-dirty and all-clear words.
+        let count = |cs: &[u64]| -> u64 {
+            if cs.iter().fold(0, |a, &x| a | x) == 0 {
+                0
+            } else if cs.iter().fold(u64::MAX, |a, &x| a & x) == u64::MAX {
+                n
+            } else {
+                cs.iter()
+                    .fold(0u64, |a, &x| a.wrapping_add(u64::from(x.count_ones())))
             }
-        }
+        };
+        let (clear_old, clear_new, c_changed) = match (free, cm) {
+            // Allocating: the chunks were free, their clear bits count; they stay.
+            (false, ClearMode::Keep) => (count(cs), 0, false),
+            (false, ClearMode::Set(v)) => {
+                let old = count(cs);
+                let target = if v { n } else { 0 };
+                cs.fill(if v { u64::MAX } else { 0 });
+                (old, 0, old != target)
+            }
+            // Freeing: nothing was free before.
+            (true, ClearMode::Keep) => (0, count(cs), false),
+            (true, ClearMode::Set(v)) => {
+                cs.fill(if v { u64::MAX } else { 0 });
+                (0, if v { n } else { 0 }, true)
+            }
+        };
+        // Every chunk was free and clear before only when allocating all-clear words.
+        let any_not_clear = free || clear_old != n;
         if any_not_clear {
             *all_clear = false;
         }
@@ -646,7 +655,6 @@ impl<C: core::ops::DerefMut<Target = Core>, M: core::ops::DerefMut<Target = [u64
         } else if cm == ClearMode::Set(false) {
             self.level1_range(T_DIRTY, w0, w1, true);
         }
-        let n = w1.wrapping_sub(w0).wrapping_shl(6);
         let core = &mut *self.c;
         core.avail = if free {
             core.avail.wrapping_add(n)

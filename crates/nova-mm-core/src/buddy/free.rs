@@ -77,6 +77,23 @@ impl<C: core::ops::DerefMut<Target = Core>, M: core::ops::DerefMut<Target = [u64
         self.set_free(o, q, true);
     }
 
+    /// Frees the chunk at absolute `offset`: [`Self::locate_allocated`] and [`Self::release`]
+    /// for order 0, where every check is one comparison.
+    #[inline]
+    pub(crate) fn free_chunk_at(&mut self, offset: u64, cleared: bool) -> Result<(), BuddyError> {
+        let bad = BuddyError::NotAllocated { offset, order: 0 };
+        let rel = offset.checked_sub(self.c.base).ok_or(bad)?;
+        if rel & pow2(self.c.shift).wrapping_sub(1) != 0 {
+            return Err(bad);
+        }
+        let p = rel >> self.c.shift;
+        if p >= self.c.n || self.f_bit(p) {
+            return Err(bad);
+        }
+        self.release(0, p, ClearMode::Set(cleared));
+        Ok(())
+    }
+
     /// `gpu_buddy_free_list`: all or nothing.
     pub(crate) fn free_list(&mut self, blocks: &[Block], cleared: bool) -> Result<(), BuddyError> {
         for (i, b) in blocks.iter().enumerate() {
