@@ -313,6 +313,9 @@ impl<'a> Buddy<'a> {
     ///
     /// [`BuddyError::NotAllocated`] if no such block is wholly allocated.
     pub fn free_at(&mut self, offset: u64, order: u32, cleared: bool) -> Result<(), BuddyError> {
+        if order == 0 {
+            return self.ctx().free_chunk_at(offset, cleared);
+        }
         let bad = BuddyError::NotAllocated { offset, order };
         let b = Block {
             offset,
