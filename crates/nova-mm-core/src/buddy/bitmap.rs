@@ -167,27 +167,17 @@ impl<C: core::ops::Deref<Target = Core>, M: core::ops::Deref<Target = [u64]>> Ct
 
     #[inline]
     pub(crate) fn levels(&self, t: usize) -> usize {
-        self.c.layout.trees.get(t).map_or(0, |t| t.levels)
+        self.c.layout.levels(t)
     }
 
     #[inline]
     pub(crate) fn level_bits(&self, t: usize, l: usize) -> u64 {
-        self.c
-            .layout
-            .trees
-            .get(t)
-            .and_then(|t| t.bits.get(l).copied())
-            .unwrap_or(0)
+        self.c.layout.level_bits(t, l)
     }
 
     #[inline]
     fn level_off(&self, t: usize, l: usize) -> usize {
-        self.c
-            .layout
-            .trees
-            .get(t)
-            .and_then(|t| t.off.get(l).copied())
-            .unwrap_or(usize::MAX)
+        self.c.layout.level_off(t, l)
     }
 
     /// Word `w` of level `l` of tree `t` (level 0 of the derived views is computed).
@@ -288,14 +278,13 @@ impl<C: core::ops::DerefMut<Target = Core>, M: core::ops::DerefMut<Target = [u64
     /// Sets or clears bit `b` of level `l` of tree `t` and keeps the summaries above in step.
     #[inline]
     pub(crate) fn flip(&mut self, t: usize, mut l: usize, mut b: u64, on: bool) {
-        let Some(tl) = self.c.layout.trees.get(t) else {
-            return;
-        };
+        let layout = &self.c.layout;
+        let levels = layout.levels(t);
         let m = &mut *self.m;
-        while l < tl.levels {
+        while l < levels {
             let w = b >> 6;
-            let Some(off) = tl.off.get(l) else { return };
-            let Some(x) = m.get_mut(ix(*off, w)) else {
+            let off = layout.level_off(t, l);
+            let Some(x) = m.get_mut(ix(off, w)) else {
                 return;
             };
             let old = *x;
@@ -676,15 +665,7 @@ impl<C: core::ops::DerefMut<Target = Core>, M: core::ops::DerefMut<Target = [u64
         if self.levels(t) < 2 {
             return;
         }
-        let Some(off) = self
-            .c
-            .layout
-            .trees
-            .get(t)
-            .and_then(|tl| tl.off.get(1).copied())
-        else {
-            return;
-        };
+        let off = self.c.layout.level_off(t, 1);
         let mut u = w0 >> 6;
         let last = w1.saturating_sub(1) >> 6;
         while u <= last {

@@ -12,8 +12,13 @@
 //!
 //! That is about 3.06 bits per chunk (0.38 byte), whatever the fragmentation.
 
-/// Most summary levels a bitmap can need (2^52 bits → 9 levels including the leaf).
-pub(crate) const MAX_LEVELS: usize = 10;
+/// Most levels a bitmap can need, leaf included. Word offsets are `u32` (see [`metadata_words`]),
+/// so the `F` bitmap has under 2^32 words and a leaf under 2^38 bits: 2^38 → 2^32 → … → 2^2 is 7
+/// levels.
+pub(crate) const MAX_LEVELS: usize = 7;
+/// Level offsets of all trees together: at most 4 × 7 for the views plus, per order `k ≥ 1`, the
+/// levels of an `n >> k`-bit leaf (168 for the largest addressable pool; checked by a test).
+pub(crate) const MAX_OFFS: usize = 176;
 /// Tree numbers of the derived views.
 pub(crate) const T_FREE: usize = 0;
 /// Clear free chunks (`F & C`).
@@ -66,6 +71,10 @@ pub const fn metadata_words(size: u64, chunk: u64) -> usize {
         total = total.saturating_add(tree_words(n >> k, true));
         k = k.saturating_add(1);
     }
+    // Offsets into the words are stored as `u32` to keep the allocator small by value.
+    if total > u32::MAX as u64 {
+        return 0;
+    }
     to_usize(total)
 }
 
@@ -91,56 +100,43 @@ pub const fn metadata_bytes(size: u64, chunk: u64) -> u64 {
     (metadata_words(size, chunk) as u64).saturating_mul(8)
 }
 
-/// The levels of one bitmap: level 0 is the leaf, level `l + 1` has a bit per word of level `l`.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct TreeLayout {
-    pub(crate) levels: usize,
-    pub(crate) bits: [u64; MAX_LEVELS],
-    pub(crate) off: [usize; MAX_LEVELS],
-}
-
-impl TreeLayout {
-    const EMPTY: Self = Self {
-        levels: 0,
-        bits: [0; MAX_LEVELS],
-        off: [0; MAX_LEVELS],
-    };
-}
-
-/// Offsets of every bitmap.
+/// Offsets of every bitmap. Level `l + 1` of a tree has a bit per word of level `l`; the bit counts
+/// are derived from the leaf's (see [`Layout::level_bits`]), only the word offsets are stored,
+/// all trees' levels in one array, so the layout (and a `Buddy`) stays small by value.
 #[derive(Clone, Debug)]
 pub(crate) struct Layout {
     pub(crate) f_off: usize,
     pub(crate) c_off: usize,
     pub(crate) fc_words: u64,
-    pub(crate) trees: [TreeLayout; MAX_TREES],
+    /// Chunks (leaf bits of the views; order `k` has `n >> k`).
+    n: u64,
+    /// Word offset of level `l` of tree `t` at `offs[first[t] + l]`.
+    offs: [u32; MAX_OFFS],
+    first: [u8; MAX_TREES],
+    levels: [u8; MAX_TREES],
     pub(crate) tree_count: usize,
     pub(crate) words: usize,
 }
 
-fn place(next: &mut u64, words: u64) -> Option<usize> {
-    let at = usize::try_from(*next).ok()?;
+fn place(next: &mut u64, words: u64) -> Option<u32> {
+    let at = u32::try_from(*next).ok()?;
     *next = next.checked_add(words)?;
     Some(at)
 }
 
-fn tree(next: &mut u64, leaf_bits: u64, stored_leaf: bool) -> Option<TreeLayout> {
-    let mut t = TreeLayout::EMPTY;
-    let mut bits = leaf_bits;
-    let mut l = 0usize;
-    loop {
-        *t.bits.get_mut(l)? = bits;
-        if l > 0 || stored_leaf {
-            *t.off.get_mut(l)? = place(next, words_for(bits))?;
+/// Leaf bits of tree `t` over `n` chunks.
+#[inline]
+const fn leaf_bits(n: u64, t: usize) -> u64 {
+    if t <= T_ORDER0 {
+        n
+    } else {
+        let k = t.wrapping_sub(T_ORDER0);
+        if k >= 64 {
+            0
+        } else {
+            n >> k
         }
-        l = l.checked_add(1)?;
-        if bits <= 64 {
-            break;
-        }
-        bits = words_for(bits);
     }
-    t.levels = l;
-    Some(t)
 }
 
 impl Layout {
@@ -148,26 +144,145 @@ impl Layout {
     pub(crate) fn new(n: u64, max_order: u32) -> Option<Self> {
         let fc_words = words_for(n);
         let mut next = 0u64;
-        let f_off = place(&mut next, fc_words)?;
-        let c_off = place(&mut next, fc_words)?;
-        let mut trees = [TreeLayout::EMPTY; MAX_TREES];
-        let mut count = 0usize;
-        for t in 0..T_ORDER0.checked_add(1)? {
-            *trees.get_mut(t)? = tree(&mut next, n, false)?;
-            count = t.checked_add(1)?;
-        }
-        for k in 1..=max_order {
-            let t = T_ORDER0.checked_add(usize::try_from(k).ok()?)?;
-            *trees.get_mut(t)? = tree(&mut next, n.checked_shr(k)?, true)?;
-            count = t.checked_add(1)?;
-        }
-        Some(Self {
+        let f_off = usize::try_from(place(&mut next, fc_words)?).ok()?;
+        let c_off = usize::try_from(place(&mut next, fc_words)?).ok()?;
+        let mut l = Self {
             f_off,
             c_off,
             fc_words,
-            trees,
-            tree_count: count,
-            words: usize::try_from(next).ok()?,
-        })
+            n,
+            offs: [0; MAX_OFFS],
+            first: [0; MAX_TREES],
+            levels: [0; MAX_TREES],
+            tree_count: 0,
+            words: 0,
+        };
+        let trees = T_ORDER0
+            .checked_add(1)?
+            .checked_add(usize::try_from(max_order).ok()?)?;
+        let mut slot = 0usize;
+        for t in 0..trees {
+            let stored_leaf = t > T_ORDER0;
+            *l.first.get_mut(t)? = u8::try_from(slot).ok()?;
+            let mut bits = leaf_bits(n, t);
+            let mut lv = 0usize;
+            loop {
+                if lv >= MAX_LEVELS {
+                    return None;
+                }
+                let o = l.offs.get_mut(slot)?;
+                if lv > 0 || stored_leaf {
+                    *o = place(&mut next, words_for(bits))?;
+                }
+                slot = slot.checked_add(1)?;
+                lv = lv.checked_add(1)?;
+                if bits <= 64 {
+                    break;
+                }
+                bits = words_for(bits);
+            }
+            *l.levels.get_mut(t)? = u8::try_from(lv).ok()?;
+        }
+        l.tree_count = trees;
+        // Every offset and the end fit a `u32` (`metadata_words` agrees).
+        u32::try_from(next).ok()?;
+        l.words = usize::try_from(next).ok()?;
+        Some(l)
+    }
+
+    /// Levels of tree `t` (0 for a tree that does not exist).
+    #[inline]
+    pub(crate) fn levels(&self, t: usize) -> usize {
+        self.levels.get(t).map_or(0, |&v| usize::from(v))
+    }
+
+    /// Bits of level `l` of tree `t`: the leaf's, ceil-divided by 64 per level (0 past the top).
+    #[inline]
+    pub(crate) fn level_bits(&self, t: usize, l: usize) -> u64 {
+        if l >= self.levels(t) {
+            return 0;
+        }
+        let leaf = leaf_bits(self.n, t);
+        // `l < MAX_LEVELS`, so the shift is at most 36.
+        let s = u32::try_from(l).unwrap_or(0).wrapping_mul(6);
+        let q = leaf.checked_shr(s).unwrap_or(0);
+        let rem = leaf & (1u64.checked_shl(s).unwrap_or(0).wrapping_sub(1));
+        q.wrapping_add(u64::from(rem != 0))
+    }
+
+    /// Word offset of level `l` of tree `t` (`usize::MAX` if there is none, which reads as 0).
+    #[inline]
+    pub(crate) fn level_off(&self, t: usize, l: usize) -> usize {
+        if l >= self.levels(t) {
+            return usize::MAX;
+        }
+        self.first
+            .get(t)
+            .and_then(|&f| self.offs.get(usize::from(f).wrapping_add(l)))
+            .and_then(|&o| usize::try_from(o).ok())
+            .unwrap_or(usize::MAX)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The largest chunk count whose metadata fits `u32` word offsets.
+    fn largest_n() -> u64 {
+        let (mut lo, mut hi) = (1u64, 1u64 << 52);
+        while lo < hi {
+            let mid = lo + (hi - lo).div_ceil(2);
+            if metadata_words(mid << 12, MIN_CHUNK) != 0 {
+                lo = mid;
+            } else {
+                hi = mid - 1;
+            }
+        }
+        lo
+    }
+
+    #[test]
+    fn largest_addressable_pool_has_a_layout() {
+        let n = largest_n();
+        assert!(n > 1 << 35, "{n}");
+        let l = Layout::new(n, 63 - n.leading_zeros()).expect("layout of the largest pool");
+        assert_eq!(l.words, metadata_words(n << 12, MIN_CHUNK));
+        assert!(u32::try_from(l.words).is_ok());
+        // One more chunk is refused by both.
+        assert_eq!(metadata_words((n + 1) << 12, MIN_CHUNK), 0);
+        assert!(Layout::new(n + 1, 63 - (n + 1).leading_zeros()).is_none());
+    }
+
+    #[test]
+    fn derived_level_bits_match_repeated_ceil_division() {
+        for n in [
+            1u64,
+            63,
+            64,
+            65,
+            4095,
+            4096,
+            4097,
+            262_145,
+            (1 << 30) + 12_345,
+        ] {
+            let max_order = 63 - n.leading_zeros();
+            let l = Layout::new(n, max_order).unwrap();
+            for t in 0..l.tree_count {
+                let mut bits = leaf_bits(n, t);
+                let mut lv = 0;
+                loop {
+                    assert_eq!(l.level_bits(t, lv), bits, "n {n} tree {t} level {lv}");
+                    lv += 1;
+                    if bits <= 64 {
+                        break;
+                    }
+                    bits = bits.div_ceil(64);
+                }
+                assert_eq!(l.levels(t), lv);
+                assert_eq!(l.level_bits(t, lv), 0);
+            }
+        }
     }
 }

@@ -160,6 +160,10 @@ pub struct Buddy<'a> {
     meta: Meta<'a>,
 }
 
+// A `Buddy` lives on the 16 KiB kernel stack in the in-kernel self-tests: keep it small by value
+// (the metadata is in caller storage).
+static_assertions::const_assert!(core::mem::size_of::<Buddy<'static>>() <= 4096);
+
 #[cfg(feature = "alloc")]
 impl Buddy<'static> {
     /// Creates an allocator whose metadata is allocated here, fallibly.

@@ -276,3 +276,11 @@ fn vk_cts_pattern_does_not_fragment() {
         fini(&b);
     }
 }
+
+#[test]
+fn buddy_is_small_by_value() {
+    // The in-kernel self-tests keep a `Buddy` on the 16 KiB kernel stack.
+    let size = core::mem::size_of::<Buddy<'static>>();
+    std::eprintln!("size_of::<Buddy>() = {size}");
+    assert!(size <= 4096, "{size}");
+}
