@@ -4,7 +4,8 @@
 //! Everything here is total: an index outside the metadata reads as 0 and is not written, so a
 //! logic error shows up in [`Buddy::check`](super::Buddy::check), never as a panic.
 
-use super::layout::{Layout, MAX_TREES, T_CLEAR, T_DIRTY, T_FREE, T_ORDER0};
+use super::layout::{chunks_of, Layout, MAX_TREES, T_CLEAR, T_DIRTY, T_FREE, T_ORDER0};
+use super::types::{BuddyError, BuddyParams, InvalidArg};
 
 /// Bits `[b, 64)` of a word (`b ≥ 64` gives 0).
 #[inline]
@@ -105,6 +106,21 @@ pub(crate) struct Hint {
     pub(crate) pos: u64,
 }
 
+impl Hint {
+    /// `Hint::default()` as a constant.
+    pub(crate) const EMPTY: Self = Self {
+        valid: false,
+        gen: 0,
+        tree: 0,
+        k: 0,
+        a: 0,
+        down: false,
+        lo: 0,
+        hi: 0,
+        pos: 0,
+    };
+}
+
 /// Number of remembered searches.
 pub(crate) const HINTS: usize = 8;
 
@@ -132,6 +148,53 @@ pub(crate) struct Core {
     /// Per tree, an upper bound (exclusive) of its set leaf bits: highest-block searches start
     /// there instead of at the top of the summaries.
     pub(crate) top: [u64; MAX_TREES],
+}
+
+impl Core {
+    /// No chunks: what [`Self::setup`] fills in.
+    pub(crate) const EMPTY: Self = Self {
+        layout: Layout::EMPTY,
+        n: 0,
+        shift: 0,
+        max_order: 0,
+        base: 0,
+        avail: 0,
+        clear_avail: 0,
+        counts: [0; 64],
+        nonempty: 0,
+        gen: 0,
+        hints: [Hint::EMPTY; HINTS],
+        hint_next: 0,
+        top: [0; MAX_TREES],
+    };
+
+    /// Fills in the state for `p` in place, all chunks allocated (the metadata is not touched).
+    ///
+    /// # Errors
+    ///
+    /// [`BuddyError::Invalid`] for bad parameters, [`BuddyError::NoMemory`] if the metadata
+    /// cannot be addressed.
+    pub(crate) fn setup(&mut self, p: &BuddyParams) -> Result<(), BuddyError> {
+        let bad = BuddyError::Invalid(InvalidArg::Params);
+        let (n, shift) = chunks_of(p.size, p.chunk_size).ok_or(bad)?;
+        let rounded = n.checked_shl(shift).ok_or(bad)?;
+        p.base_offset.checked_add(rounded).ok_or(bad)?;
+        let max_order = msb(n);
+        self.layout.init(n, max_order).ok_or(BuddyError::NoMemory)?;
+        self.n = n;
+        self.shift = shift;
+        self.max_order = max_order;
+        self.base = p.base_offset;
+        self.avail = 0;
+        self.clear_avail = 0;
+        self.counts = [0; 64];
+        self.nonempty = 0;
+        self.gen = 0;
+        self.hints = [Hint::EMPTY; HINTS];
+        self.hint_next = 0;
+        self.top = [0; MAX_TREES];
+        Ok(())
+    }
 }
 
 /// The state and its metadata words, borrowed together for one operation.

@@ -140,37 +140,54 @@ const fn leaf_bits(n: u64, t: usize) -> u64 {
 }
 
 impl Layout {
+    /// No trees, no words: what [`Self::init`] fills in.
+    pub(crate) const EMPTY: Self = Self {
+        f_off: 0,
+        c_off: 0,
+        fc_words: 0,
+        n: 0,
+        offs: [0; MAX_OFFS],
+        first: [0; MAX_TREES],
+        levels: [0; MAX_TREES],
+        tree_count: 0,
+        words: 0,
+    };
+
     /// The layout for `n` chunks; `None` if it cannot be addressed.
+    #[cfg(test)]
     pub(crate) fn new(n: u64, max_order: u32) -> Option<Self> {
+        let mut l = Self::EMPTY;
+        l.init(n, max_order)?;
+        Some(l)
+    }
+
+    /// Fills in the layout for `n` chunks in place (no layout-sized temporaries: the allocator
+    /// is built on small kernel stacks); `None` if it cannot be addressed, leaving `self`
+    /// meaningless.
+    pub(crate) fn init(&mut self, n: u64, max_order: u32) -> Option<()> {
         let fc_words = words_for(n);
         let mut next = 0u64;
-        let f_off = usize::try_from(place(&mut next, fc_words)?).ok()?;
-        let c_off = usize::try_from(place(&mut next, fc_words)?).ok()?;
-        let mut l = Self {
-            f_off,
-            c_off,
-            fc_words,
-            n,
-            offs: [0; MAX_OFFS],
-            first: [0; MAX_TREES],
-            levels: [0; MAX_TREES],
-            tree_count: 0,
-            words: 0,
-        };
+        self.f_off = usize::try_from(place(&mut next, fc_words)?).ok()?;
+        self.c_off = usize::try_from(place(&mut next, fc_words)?).ok()?;
+        self.fc_words = fc_words;
+        self.n = n;
+        self.offs = [0; MAX_OFFS];
+        self.first = [0; MAX_TREES];
+        self.levels = [0; MAX_TREES];
         let trees = T_ORDER0
             .checked_add(1)?
             .checked_add(usize::try_from(max_order).ok()?)?;
         let mut slot = 0usize;
         for t in 0..trees {
             let stored_leaf = t > T_ORDER0;
-            *l.first.get_mut(t)? = u8::try_from(slot).ok()?;
+            *self.first.get_mut(t)? = u8::try_from(slot).ok()?;
             let mut bits = leaf_bits(n, t);
             let mut lv = 0usize;
             loop {
                 if lv >= MAX_LEVELS {
                     return None;
                 }
-                let o = l.offs.get_mut(slot)?;
+                let o = self.offs.get_mut(slot)?;
                 if lv > 0 || stored_leaf {
                     *o = place(&mut next, words_for(bits))?;
                 }
@@ -181,13 +198,13 @@ impl Layout {
                 }
                 bits = words_for(bits);
             }
-            *l.levels.get_mut(t)? = u8::try_from(lv).ok()?;
+            *self.levels.get_mut(t)? = u8::try_from(lv).ok()?;
         }
-        l.tree_count = trees;
+        self.tree_count = trees;
         // Every offset and the end fit a `u32` (`metadata_words` agrees).
         u32::try_from(next).ok()?;
-        l.words = usize::try_from(next).ok()?;
-        Some(l)
+        self.words = usize::try_from(next).ok()?;
+        Some(())
     }
 
     /// Levels of tree `t` (0 for a tree that does not exist).

@@ -110,8 +110,7 @@ pub use types::{
     Violation,
 };
 
-use bitmap::{ClearMode, Core, Ctx, Hint, HINTS};
-use layout::{chunks_of, Layout};
+use bitmap::{ClearMode, Core, Ctx};
 
 /// Where the metadata words live.
 #[derive(Debug)]
@@ -174,15 +173,18 @@ impl Buddy<'static> {
     /// `size < chunk_size`, or `base_offset + size` overflowing), [`BuddyError::NoMemory`] if the
     /// metadata cannot be allocated.
     pub fn new(params: BuddyParams) -> Result<Self, BuddyError> {
-        let core = Self::core_for(&params)?;
-        let mut v = ::alloc::vec::Vec::new();
-        v.try_reserve_exact(core.layout.words)
-            .map_err(|_| BuddyError::NoMemory)?;
-        v.resize(core.layout.words, 0);
+        // Built in place: see `with_storage`.
         let mut b = Buddy {
-            core,
-            meta: Meta::Owned(v),
+            core: Core::EMPTY,
+            meta: Meta::Owned(::alloc::vec::Vec::new()),
         };
+        b.core.setup(&params)?;
+        let words = b.core.layout.words;
+        if let Meta::Owned(v) = &mut b.meta {
+            v.try_reserve_exact(words)
+                .map_err(|_| BuddyError::NoMemory)?;
+            v.resize(words, 0);
+        }
         b.init();
         Ok(b)
     }
@@ -203,41 +205,20 @@ impl<'a> Buddy<'a> {
     /// [`BuddyError::Invalid`] for bad parameters (see [`Buddy::new`]), [`BuddyError::NoMemory`]
     /// if `storage` is shorter than [`Buddy::metadata_words`].
     pub fn with_storage(params: BuddyParams, storage: &'a mut [u64]) -> Result<Self, BuddyError> {
-        let core = Self::core_for(&params)?;
+        // Built in place, so the constructor's frame holds one `Buddy` and no `Core` or
+        // `Layout` temporaries (the in-kernel self-tests run on a 16 KiB stack).
+        let mut b = Buddy {
+            core: Core::EMPTY,
+            meta: Meta::Borrowed(&mut []),
+        };
+        b.core.setup(&params)?;
         let words = storage
-            .get_mut(..core.layout.words)
+            .get_mut(..b.core.layout.words)
             .ok_or(BuddyError::NoMemory)?;
         words.fill(0);
-        let mut b = Buddy {
-            core,
-            meta: Meta::Borrowed(words),
-        };
+        b.meta = Meta::Borrowed(words);
         b.init();
         Ok(b)
-    }
-
-    fn core_for(p: &BuddyParams) -> Result<Core, BuddyError> {
-        let bad = BuddyError::Invalid(types::InvalidArg::Params);
-        let (n, shift) = chunks_of(p.size, p.chunk_size).ok_or(bad)?;
-        let rounded = n.checked_shl(shift).ok_or(bad)?;
-        p.base_offset.checked_add(rounded).ok_or(bad)?;
-        let max_order = bitmap::msb(n);
-        let layout = Layout::new(n, max_order).ok_or(BuddyError::NoMemory)?;
-        Ok(Core {
-            layout,
-            n,
-            shift,
-            max_order,
-            base: p.base_offset,
-            avail: 0,
-            clear_avail: 0,
-            counts: [0; 64],
-            nonempty: 0,
-            gen: 0,
-            hints: [Hint::default(); HINTS],
-            hint_next: 0,
-            top: [0; layout::MAX_TREES],
-        })
     }
 
     fn ctx(&mut self) -> Ctx<&mut Core, &mut [u64]> {

@@ -36,10 +36,19 @@ fn params(size: u64) -> BuddyParams {
     }
 }
 
-/// A pool of `size` bytes of 4 KiB chunks over `words`.
-#[inline(never)]
-fn mk(words: &mut [u64], size: u64) -> Result<Buddy<'_>, &'static str> {
-    Buddy::with_storage(params(size), words).map_err(|_| "buddy: cannot create the pool")
+/// A pool of `size` bytes of 4 KiB chunks over `words`, as the constructor's own `Result` (no
+/// mapping, which would copy the ~2.3 KiB `Buddy`): the test borrows the pool out of it with
+/// [`pool`], so its frame holds one `Buddy` (the kernel stack is 16 KiB).
+#[inline(always)]
+fn mk(words: &mut [u64], size: u64) -> Result<Buddy<'_>, BuddyError> {
+    Buddy::with_storage(params(size), words)
+}
+
+/// The pool inside [`mk`]'s result.
+fn pool<'r, 'a>(
+    r: &'r mut Result<Buddy<'a>, BuddyError>,
+) -> Result<&'r mut Buddy<'a>, &'static str> {
+    r.as_mut().map_err(|_| "buddy: cannot create the pool")
 }
 
 /// The error creating a pool fails with, in its own frame so the test's frame holds no
@@ -101,7 +110,8 @@ fn init_and_errors(s: &mut Scratch<'_>) -> SelfTestResult {
         creation_error(params(16 * MIB), short),
         Some(BuddyError::NoMemory)
     ));
-    let mut b = mk(s.words, 16 * MIB)?;
+    let mut made = mk(s.words, 16 * MIB);
+    let b = pool(&mut made)?;
     st_eq!(b.size(), 16 * MIB);
     st_eq!(b.chunk_size(), PS);
     st_eq!(b.max_order(), 12);
@@ -110,19 +120,19 @@ fn init_and_errors(s: &mut Scratch<'_>) -> SelfTestResult {
     // Size 0, a size not a multiple of the chunk, a bad min block: Invalid.
     for (size, min) in [(0, PS), (PS + 1, PS), (PS, 3 * PS)] {
         st_ensure!(matches!(
-            alloc(&mut b, s.blocks, AllocMode::Simple, size, min, NONE),
+            alloc(b, s.blocks, AllocMode::Simple, size, min, NONE),
             Err(BuddyError::Invalid(_))
         ));
     }
     // A full sink: SinkFull, nothing allocated.
     let none: &mut [Block] = &mut [];
     st_ensure!(matches!(
-        alloc(&mut b, none, AllocMode::Simple, PS, PS, NONE),
+        alloc(b, none, AllocMode::Simple, PS, PS, NONE),
         Err(BuddyError::SinkFull)
     ));
     st_eq!(b.avail(), 16 * MIB);
     // Double free: NotAllocated, and nothing changes.
-    let n = alloc(&mut b, s.blocks, AllocMode::Simple, PS, PS, NONE).map_err(|_| "alloc")?;
+    let n = alloc(b, s.blocks, AllocMode::Simple, PS, PS, NONE).map_err(|_| "alloc")?;
     st_eq!(n, 1);
     let got = s.blocks.get(..1).unwrap_or(&[]);
     st_ensure!(b.free_blocks(got, false).is_ok());
@@ -130,42 +140,44 @@ fn init_and_errors(s: &mut Scratch<'_>) -> SelfTestResult {
         b.free_blocks(got, false),
         Err(BuddyError::NotAllocated { .. })
     ));
-    fini(&b)
+    fini(b)
 }
 
 /// KUnit alloc_optimistic: one block of every order fits a `2^10 − 1`-page pool exactly.
 fn alloc_optimistic(s: &mut Scratch<'_>) -> SelfTestResult {
-    let mut b = mk(s.words, PS * ((1 << 10) - 1))?;
+    let mut made = mk(s.words, PS * ((1 << 10) - 1));
+    let b = pool(&mut made)?;
     st_eq!(b.root_count(), 10);
     st_eq!(b.max_order(), 9);
     for order in 0..=9u32 {
         let out = s.blocks.get_mut(order as usize..).unwrap_or(&mut []);
-        let n = alloc(&mut b, out, AllocMode::Simple, PS << order, PS, NONE)
+        let n = alloc(b, out, AllocMode::Simple, PS << order, PS, NONE)
             .map_err(|_| "an order did not fit")?;
         st_eq!(n, 1);
     }
     st_eq!(b.avail(), 0);
     st_ensure!(matches!(
-        alloc(&mut b, s.blocks, AllocMode::Simple, PS, PS, NONE),
+        alloc(b, s.blocks, AllocMode::Simple, PS, PS, NONE),
         Err(BuddyError::NoSpace)
     ));
     st_ensure!(b
         .free_blocks(s.blocks.get(..10).unwrap_or(&[]), false)
         .is_ok());
-    fini(&b)
+    fini(b)
 }
 
 /// KUnit alloc_pessimistic, sized down: fill a 1 MiB pool page by page, free every other page
 /// (nothing bigger than a page can be had), then the rest (everything merges back).
 fn alloc_pessimistic(s: &mut Scratch<'_>) -> SelfTestResult {
-    let mut b = mk(s.words, MIB)?;
+    let mut made = mk(s.words, MIB);
+    let b = pool(&mut made)?;
     st_eq!(b.max_order(), 8);
     for i in 0..256usize {
         let out = s.blocks.get_mut(i..).unwrap_or(&mut []);
-        st_eq!(alloc(&mut b, out, AllocMode::Simple, PS, PS, NONE), Ok(1));
+        st_eq!(alloc(b, out, AllocMode::Simple, PS, PS, NONE), Ok(1));
     }
     st_ensure!(matches!(
-        alloc(&mut b, &mut [Block::EMPTY], AllocMode::Simple, PS, PS, NONE),
+        alloc(b, &mut [Block::EMPTY], AllocMode::Simple, PS, PS, NONE),
         Err(BuddyError::NoSpace)
     ));
     for pass in 0..2usize {
@@ -179,7 +191,7 @@ fn alloc_pessimistic(s: &mut Scratch<'_>) -> SelfTestResult {
             st_eq!(b.free_count(0), 128);
             st_ensure!(matches!(
                 alloc(
-                    &mut b,
+                    b,
                     &mut [Block::EMPTY],
                     AllocMode::Simple,
                     2 * PS,
@@ -191,12 +203,13 @@ fn alloc_pessimistic(s: &mut Scratch<'_>) -> SelfTestResult {
         }
     }
     st_eq!(b.free_count(8), 1);
-    fini(&b)
+    fini(b)
 }
 
 /// KUnit alloc_contiguous: 48 pages in thirds; contiguous requests fail until neighbours free.
 fn alloc_contiguous(s: &mut Scratch<'_>) -> SelfTestResult {
-    let mut b = mk(s.words, 48 * PS)?;
+    let mut made = mk(s.words, 48 * PS);
+    let b = pool(&mut made)?;
     st_eq!(b.root_count(), 2);
     let (pages, rest) = s.blocks.split_at_mut(48);
     for (i, slot) in pages.iter_mut().enumerate() {
@@ -204,7 +217,7 @@ fn alloc_contiguous(s: &mut Scratch<'_>) -> SelfTestResult {
         let _ = i;
         st_eq!(
             alloc(
-                &mut b,
+                b,
                 core::slice::from_mut(slot),
                 AllocMode::Simple,
                 PS,
@@ -230,27 +243,27 @@ fn alloc_contiguous(s: &mut Scratch<'_>) -> SelfTestResult {
     };
     let no_space = Err(BuddyError::NoSpace);
     st_eq!(
-        alloc(&mut b, rest, AllocMode::Simple, 3 * PS, PS, CONTIG),
+        alloc(b, rest, AllocMode::Simple, 3 * PS, PS, CONTIG),
         no_space
     );
-    free_third(&mut b, pages, 1)?;
+    free_third(b, pages, 1)?;
     st_eq!(
-        alloc(&mut b, rest, AllocMode::Simple, 3 * PS, PS, CONTIG),
+        alloc(b, rest, AllocMode::Simple, 3 * PS, PS, CONTIG),
         no_space
     );
     st_eq!(
-        alloc(&mut b, rest, AllocMode::Simple, 2 * PS, PS, CONTIG),
+        alloc(b, rest, AllocMode::Simple, 2 * PS, PS, CONTIG),
         no_space
     );
-    free_third(&mut b, pages, 2)?;
+    free_third(b, pages, 2)?;
     st_eq!(
-        alloc(&mut b, rest, AllocMode::Simple, 3 * PS, PS, CONTIG),
+        alloc(b, rest, AllocMode::Simple, 3 * PS, PS, CONTIG),
         no_space
     );
-    let n1 = alloc(&mut b, rest, AllocMode::Simple, 2 * PS, PS, CONTIG).map_err(|_| "2 pages")?;
-    free_third(&mut b, pages, 0)?;
+    let n1 = alloc(b, rest, AllocMode::Simple, 2 * PS, PS, CONTIG).map_err(|_| "2 pages")?;
+    free_third(b, pages, 0)?;
     let (first, second) = rest.split_at_mut(n1);
-    let n2 = alloc(&mut b, second, AllocMode::Simple, 3 * PS, PS, CONTIG).map_err(|_| "3 pages")?;
+    let n2 = alloc(b, second, AllocMode::Simple, 3 * PS, PS, CONTIG).map_err(|_| "3 pages")?;
     st_eq!(
         total(first).saturating_add(total(second.get(..n2).unwrap_or(&[]))),
         5 * PS
@@ -267,13 +280,14 @@ fn alloc_contiguous(s: &mut Scratch<'_>) -> SelfTestResult {
     st_ensure!(b.check().is_ok());
     st_ensure!(b.free_blocks(first, false).is_ok());
     st_ensure!(b.free_blocks(got, false).is_ok());
-    fini(&b)
+    fini(b)
 }
 
 /// KUnit alloc_clear (a): cleared memory is preferred for CLEAR requests, dirty otherwise.
 fn alloc_clear(s: &mut Scratch<'_>) -> SelfTestResult {
-    let mut b = mk(s.words, 16 * MIB)?;
-    let n = alloc(&mut b, s.blocks, AllocMode::TopDown, 5 * PS, PS, NONE).map_err(|_| "five")?;
+    let mut made = mk(s.words, 16 * MIB);
+    let b = pool(&mut made)?;
+    let n = alloc(b, s.blocks, AllocMode::TopDown, 5 * PS, PS, NONE).map_err(|_| "five")?;
     let five = s.blocks.get(..n).unwrap_or(&[]);
     st_eq!(total(five), 5 * PS);
     st_ensure!(b.free_blocks(five, true).is_ok());
@@ -281,17 +295,14 @@ fn alloc_clear(s: &mut Scratch<'_>) -> SelfTestResult {
     let mut blk = [Block::EMPTY];
     for i in 0..10u32 {
         let flags = if i % 2 == 0 { NONE } else { CLEAR };
-        st_eq!(
-            alloc(&mut b, &mut blk, AllocMode::Simple, PS, PS, flags),
-            Ok(1)
-        );
+        st_eq!(alloc(b, &mut blk, AllocMode::Simple, PS, PS, flags), Ok(1));
         let [got] = blk;
         st_ensure!(got.is_clear() == (flags.contains(CLEAR)));
         st_ensure!(b.free_blocks(&blk, flags.contains(CLEAR)).is_ok());
     }
     st_eq!(b.clear_avail(), 5 * PS);
     // A CLEAR request larger than the clear memory falls back to dirty memory.
-    let n = alloc(&mut b, s.blocks, AllocMode::Simple, 8 * PS, PS, CLEAR).map_err(|_| "eight")?;
+    let n = alloc(b, s.blocks, AllocMode::Simple, 8 * PS, PS, CLEAR).map_err(|_| "eight")?;
     let eight = s.blocks.get(..n).unwrap_or(&[]);
     st_eq!(total(eight), 8 * PS);
     st_ensure!(b.free_blocks(eight, false).is_ok());
@@ -299,25 +310,19 @@ fn alloc_clear(s: &mut Scratch<'_>) -> SelfTestResult {
     st_eq!(b.clear_avail(), 16 * MIB);
     b.reset_clear(false);
     st_eq!(b.clear_avail(), 0);
-    fini(&b)
+    fini(b)
 }
 
 /// KUnit alloc_range, sized down: exact ranges, ranges within bounds, and top-down placement.
 fn alloc_range_and_topdown(s: &mut Scratch<'_>) -> SelfTestResult {
-    let mut b = mk(s.words, 4 * MIB)?;
+    let mut made = mk(s.words, 4 * MIB);
+    let b = pool(&mut made)?;
     // An exact range: blocks cover exactly [start, end).
     const START: u64 = 0x13_000;
     const LEN: u64 = 0x25_000;
     let (start, end) = (START, START + LEN);
-    let n = alloc(
-        &mut b,
-        s.blocks,
-        AllocMode::Range { start, end },
-        LEN,
-        PS,
-        NONE,
-    )
-    .map_err(|_| "exact range")?;
+    let n = alloc(b, s.blocks, AllocMode::Range { start, end }, LEN, PS, NONE)
+        .map_err(|_| "exact range")?;
     let got = s.blocks.get(..n).unwrap_or(&[]);
     st_eq!(total(got), LEN);
     st_ensure!(got
@@ -326,7 +331,7 @@ fn alloc_range_and_topdown(s: &mut Scratch<'_>) -> SelfTestResult {
     // The same range again: NoSpace.
     st_ensure!(matches!(
         alloc(
-            &mut b,
+            b,
             &mut [Block::EMPTY; 8],
             AllocMode::Range { start, end },
             LEN,
@@ -338,7 +343,7 @@ fn alloc_range_and_topdown(s: &mut Scratch<'_>) -> SelfTestResult {
     // A range outside the pool: Invalid.
     st_ensure!(matches!(
         alloc(
-            &mut b,
+            b,
             &mut [Block::EMPTY; 8],
             AllocMode::Range {
                 start: 4 * MIB,
@@ -352,23 +357,21 @@ fn alloc_range_and_topdown(s: &mut Scratch<'_>) -> SelfTestResult {
     ));
     // Top-down: the highest page.
     let mut top = [Block::EMPTY];
-    st_eq!(
-        alloc(&mut b, &mut top, AllocMode::TopDown, PS, PS, NONE),
-        Ok(1)
-    );
+    st_eq!(alloc(b, &mut top, AllocMode::TopDown, PS, PS, NONE), Ok(1));
     st_eq!(top[0].offset(), 4 * MIB - PS);
     st_ensure!(b.free_blocks(&top, false).is_ok());
     st_ensure!(b.free_blocks(got, false).is_ok());
-    fini(&b)
+    fini(b)
 }
 
 /// KUnit trim and offset-aligned allocation: trimming frees the tail; a power-of-two size
 /// below min_block_size gets one block at a min_block_size-aligned offset.
 fn trim_and_offset_aligned(s: &mut Scratch<'_>) -> SelfTestResult {
-    let mut b = mk(s.words, 4 * MIB)?;
+    let mut made = mk(s.words, 4 * MIB);
+    let b = pool(&mut made)?;
     let mut one = [Block::EMPTY];
     st_eq!(
-        alloc(&mut b, &mut one, AllocMode::Simple, 8 * PS, PS, NONE),
+        alloc(b, &mut one, AllocMode::Simple, 8 * PS, PS, NONE),
         Ok(1)
     );
     let [blk] = one;
@@ -382,28 +385,29 @@ fn trim_and_offset_aligned(s: &mut Scratch<'_>) -> SelfTestResult {
     st_ensure!(b.free_blocks(kept, false).is_ok());
     // Offset-aligned: 8 KiB at a 64 KiB-aligned offset.
     st_eq!(
-        alloc(&mut b, &mut one, AllocMode::Simple, 2 * PS, 16 * PS, NONE),
+        alloc(b, &mut one, AllocMode::Simple, 2 * PS, 16 * PS, NONE),
         Ok(1)
     );
     let [blk] = one;
     st_eq!(blk.size(), 2 * PS);
     st_eq!(blk.offset() % (16 * PS), 0);
     st_ensure!(b.free_blocks(&one, false).is_ok());
-    fini(&b)
+    fini(b)
 }
 
 /// KUnit alloc_exceeds_max_order: a size above the largest block works only as a non-contiguous
 /// request of several blocks; a contiguous one is refused.
 fn exceeds_max_order(s: &mut Scratch<'_>) -> SelfTestResult {
     // 3 MiB: roots of 2 MiB and 1 MiB, max order 9.
-    let mut b = mk(s.words, 3 * MIB)?;
+    let mut made = mk(s.words, 3 * MIB);
+    let b = pool(&mut made)?;
     st_eq!(b.max_order(), 9);
     st_eq!(b.root_count(), 2);
-    st_ensure!(alloc(&mut b, s.blocks, AllocMode::Simple, 3 * MIB, 4 * MIB, NONE).is_err());
-    let n = alloc(&mut b, s.blocks, AllocMode::Simple, 3 * MIB, PS, NONE).map_err(|_| "3 MiB")?;
+    st_ensure!(alloc(b, s.blocks, AllocMode::Simple, 3 * MIB, 4 * MIB, NONE).is_err());
+    let n = alloc(b, s.blocks, AllocMode::Simple, 3 * MIB, PS, NONE).map_err(|_| "3 MiB")?;
     let got = s.blocks.get(..n).unwrap_or(&[]);
     st_eq!(total(got), 3 * MIB);
     st_eq!(b.avail(), 0);
     st_ensure!(b.free_blocks(got, false).is_ok());
-    fini(&b)
+    fini(b)
 }

@@ -37,9 +37,9 @@ const POOL_TABLES: u32 = 128;
 
 /// A [`PageTableAllocator`] handing out the 4 KiB tables of the pool from a bitmap.
 ///
-/// Not the VRAM [`crate::buddy::Buddy`]: a `Buddy` value is about 11 KiB and its constructor
-/// needs a 22 KiB frame (measured with `objdump` on the kernel build), more than the kernel
-/// stack holds; see the report of the self-test work.
+/// Not the VRAM [`crate::buddy::Buddy`]: written when a `Buddy` was about 11 KiB by value (too
+/// big for the kernel stack next to an `AddressSpace`); it is now about 2.3 KiB, but a bitmap
+/// keeps these tests independent of the allocator.
 struct BitmapTables {
     used: [u64; 2],
     /// Tables handed out and not yet returned.
