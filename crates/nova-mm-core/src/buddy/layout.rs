@@ -57,7 +57,9 @@ pub(crate) const fn chunks_of(size: u64, chunk: u64) -> Option<(u64, u32)> {
 }
 
 /// Metadata words a [`Buddy`](super::Buddy) over `size` bytes of `chunk`-byte chunks needs; 0 if
-/// the parameters are invalid or the count does not fit a `usize`.
+/// the parameters are invalid or the count does not fit a `u32` (word offsets are stored as
+/// `u32` to keep a `Buddy` small by value; 2^32 words of metadata cover about 2^36 chunks, 256
+/// TiB of 4 KiB chunks).
 #[must_use]
 pub const fn metadata_words(size: u64, chunk: u64) -> usize {
     let Some((n, _)) = chunks_of(size, chunk) else {
