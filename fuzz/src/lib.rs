@@ -6,7 +6,9 @@
 //!
 //! - [`gen`]: `Arbitrary` inputs that turn into the core's semantic types (chips, levels,
 //!   entry states), biased so that legal values come up often;
-//! - [`entries`]: the entry-format oracles (decode/encode round trips).
+//! - [`entries`]: the entry-format oracles (decode/encode round trips);
+//! - [`image`]: arbitrary VRAM images with page-table chains, for the walker targets.
 
 pub mod entries;
 pub mod gen;
+pub mod image;
