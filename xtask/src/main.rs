@@ -116,6 +116,17 @@ fn ci() -> Result<()> {
             "alloc,selftest",
         ],
     )?;
+    // The kernel glue, for the same target.
+    run(
+        "cargo",
+        &[
+            "build",
+            "-p",
+            "nova-mm-kernel",
+            "--target",
+            "x86_64-unknown-none",
+        ],
+    )?;
     run(
         "cargo",
         &[

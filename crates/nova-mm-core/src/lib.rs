@@ -8,7 +8,9 @@
 //! - [`mmu`]: bit-exact MMU v2/v3 page-table entries and level geometry, behind the
 //!   [`MmuFormat`] trait ([`MmuV2`], [`MmuV3`]);
 //! - [`vram`] and [`tlb`]: the two traits a backend implements, [`VramAccess`] and
-//!   [`TlbInvalidate`].
+//!   [`TlbInvalidate`];
+//! - [`hw`]: the hardware layer that implements them over BAR0 MMIO (PRAMIN window, TLB
+//!   invalidate registers, chip HAL, usable-VRAM choice).
 //!
 //! It never panics on any input: the crate denies `unwrap`, `expect`, `panic!`, unchecked
 //! indexing and overflowing arithmetic outside tests, and every fallible function returns a typed
@@ -45,8 +47,10 @@ extern crate std;
 
 pub mod addr;
 pub mod chip;
+pub mod hw;
 pub mod mmu;
 pub mod tlb;
+pub mod va_alloc;
 pub mod vram;
 
 pub use addr::{PageSize, Pfn, PhysAddr, VirtAddr, VramAddress};
@@ -56,4 +60,5 @@ pub use tlb::{
     AckMode, CacheLevel, InvalidateRequest, PdbAperture, PdbTarget, TlbError, TlbInvalidate,
     VaScope,
 };
+pub use va_alloc::{VaAllocator, VaError, VaRange};
 pub use vram::{VramAccess, VramError};
