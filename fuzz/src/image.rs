@@ -25,7 +25,8 @@ pub const MAX_PAGES: u64 = 32;
 pub struct ArbVa {
     /// The address bits.
     pub raw: u64,
-    /// Bits 0..2: 0..=2 mask to the VA width, 3 leave as is; bit 2: clear the low 12 bits.
+    /// Bits 0..3: 7 leaves the address as is, anything else masks it to the VA width; bit 3:
+    /// clear the low 12 bits.
     pub shape: u8,
 }
 
@@ -34,10 +35,10 @@ impl ArbVa {
     #[must_use]
     pub fn get(self, va_bits: u32) -> u64 {
         let mut v = self.raw;
-        if self.shape & 3 != 3 {
+        if self.shape & 7 != 7 {
             v &= (1u64 << va_bits) - 1;
         }
-        if self.shape & 4 != 0 {
+        if self.shape & 8 != 0 {
             v &= !0xfff;
         }
         v
@@ -46,11 +47,13 @@ impl ArbVa {
 
 /// Where the PDB is.
 #[derive(Arbitrary, Debug, Clone, Copy)]
-pub enum ArbPdb {
-    /// Page `n % pages` of the image.
-    Page(u8),
-    /// Any address (mostly outside the image or misaligned).
-    Raw(u64),
+pub struct ArbPdb {
+    /// Page `page % pages` of the image, unless `mode & 7 == 7`.
+    pub page: u8,
+    /// When `mode & 7 == 7`, the PDB is `raw` (mostly outside the image or misaligned).
+    pub mode: u8,
+    /// Any address.
+    pub raw: u64,
 }
 
 /// A leaf at the end of a chain.
@@ -130,7 +133,7 @@ impl Image {
     /// The qword at byte address `addr` (8-aligned, inside the image).
     #[must_use]
     pub fn word(&self, addr: u64) -> Option<u64> {
-        if addr % 8 != 0 || addr >= self.size {
+        if !addr.is_multiple_of(8) || addr >= self.size {
             return None;
         }
         let i = usize::try_from(addr / 8).ok()?;
@@ -138,7 +141,7 @@ impl Image {
     }
 
     fn put(&mut self, addr: u64, value: u64) {
-        if addr % 8 != 0 || addr.checked_add(8).is_none_or(|e| e > self.size) {
+        if !addr.is_multiple_of(8) || addr.checked_add(8).is_none_or(|e| e > self.size) {
             return;
         }
         if let Some(w) = usize::try_from(addr / 8)
@@ -184,9 +187,10 @@ impl ImageInput {
         } else {
             full
         };
-        let pdb = match self.pdb {
-            ArbPdb::Page(n) => (u64::from(n) % pages) * 4096,
-            ArbPdb::Raw(a) => a,
+        let pdb = if self.pdb.mode & 7 == 7 {
+            self.pdb.raw
+        } else {
+            (u64::from(self.pdb.page) % pages) * 4096
         };
         let mut img = Image {
             chip,

@@ -7,8 +7,11 @@
 //! - [`gen`]: `Arbitrary` inputs that turn into the core's semantic types (chips, levels,
 //!   entry states), biased so that legal values come up often;
 //! - [`entries`]: the entry-format oracles (decode/encode round trips);
-//! - [`image`]: arbitrary VRAM images with page-table chains, for the walker targets.
+//! - [`image`]: arbitrary VRAM images with page-table chains, for the walker targets;
+//! - [`refmmu`]: the reference-MMU oracles (no panic, bounded reads, consistent results,
+//!   agreement with the core's entry decoders).
 
 pub mod entries;
 pub mod gen;
 pub mod image;
+pub mod refmmu;
