@@ -7,6 +7,7 @@
 //! - the permission checks agree with the page's attributes for every access kind, and the
 //!   physical address is the page base plus the VA's offset;
 //! - strict success implies the same result in lenient mode;
+//! - an entry the strict reference refuses as malformed is refused by the core's decoder too;
 //! - the leaf PTE, decoded by the core's entry formats (an independent implementation),
 //!   gives the same aperture, address, peer id, attributes, kind and comptag line (except
 //!   where the two read the references differently on purpose: [`known_disagreement`]).
@@ -173,6 +174,44 @@ fn check_leaf_against_core(img: &Image, m: &Mapping) {
     );
 }
 
+/// Where the strict reference MMU refuses an entry as malformed (reserved bits, a misaligned
+/// large page, a large page the chip does not have), the core's decoder must refuse it too:
+/// the core is never more lenient than the strict reference (the converse is allowed, see
+/// `tests/tests/formats_strictness.rs`).
+fn check_malformed_refused(img: &Image, walk: &nova_mm_sim::Walk) {
+    let level = match walk.result {
+        Err(
+            Fault::ReservedBits { level, .. }
+            | Fault::MisalignedPage { level }
+            | Fault::LargePageNotAllowed { level },
+        ) => level,
+        _ => return,
+    };
+    let Some(step) = walk.steps.iter().rev().find(|s| s.level == level) else {
+        panic!(
+            "{:?} but no entry of that level was read: {walk:?}",
+            walk.result
+        );
+    };
+    let chip = img.chip;
+    let cl = core_level(level);
+    let [lo, hi] = step.entry;
+    let accepted = if cl.is_leaf() {
+        mmu::decode_pte(chip, cl, lo).map(|s| format!("{s:?}"))
+    } else if cl.is_dual() {
+        mmu::decode_dual_pde(chip, [lo, hi]).map(|s| format!("{s:?}"))
+    } else {
+        mmu::decode_pde(chip, cl, lo).map(|s| format!("{s:?}"))
+    };
+    assert!(
+        accepted.is_err(),
+        "{chip}: strict reference MMU: {:?} for {level} entry {:#x?}, but the core decodes it \
+         as {accepted:?}",
+        walk.result,
+        step.entry
+    );
+}
+
 /// Runs every reference-MMU oracle on one input; panics on a violation.
 pub fn check(input: &ImageInput) {
     let img = input.build();
@@ -206,6 +245,9 @@ pub fn check_image(img: &Image) {
             }
             if let Ok(m) = &walk.result {
                 check_mapping(img, mmu.is_strict(), va, m);
+            }
+            if mmu.is_strict() {
+                check_malformed_refused(img, &walk);
             }
             assert_eq!(walk.result, mmu.walk(&vram, pdb, vva));
             results.push(walk.result);
