@@ -24,9 +24,10 @@
 //!   entry is invalid faults as [`Fault::InvalidPte`] at the big page table (the 64 KiB page
 //!   is unmapped); [`Fault::PdeInvalid`] at PD0 means both halves are invalid.
 //! - Strict mode (the default) faults on bits the formats reserve (peer bits in vidmem PDEs and
-//!   PTEs, bits above the address fields, bits 11:6 of v3 PDEs, a non-zero high qword beside a
-//!   2 MiB PTE) and on large-page addresses not aligned to the page size. Lenient mode ignores
-//!   reserved bits and masks the low address bits of large pages.
+//!   PTEs, bits above the address fields, bits 11:6 and the undefined PCF values 4..7 (bit 5)
+//!   of v3 PDE pointers, a non-zero high qword beside a 2 MiB PTE) and on large-page addresses
+//!   not aligned to the page size. Lenient mode ignores reserved bits and masks the low address
+//!   bits of large pages.
 //! - Table addresses: the PDB must be 4 KiB aligned; a table entry that lies (partly) outside the
 //!   VRAM faults as [`Fault::TableOutsideVram`]; a table in system memory cannot be followed by
 //!   the simulator and faults as [`Fault::PageTableInSysmem`].

@@ -20,6 +20,11 @@ const fn mask(hi: u32, lo: u32) -> u64 {
     (u64::MAX >> (63 - hi + lo)) << lo
 }
 
+/// Bit 2 of a v3 PDE PCF (entry bit 5): §2.2 defines PCF values 0..3 only, so a pointer with
+/// PCF 4..7 is an undefined encoding (strict mode faults, as for undefined PTE PCFs). This is
+/// where v2 keeps NO_ATS, the likely source of such a value.
+const V3_PCF_UNDEFINED: u64 = 1 << 5;
+
 /// A PDE (or PDE half) decoded.
 pub(super) enum Pde {
     /// Aperture 0 and not sparse.
@@ -67,8 +72,13 @@ impl RefMmu {
             }
             MmuVersion::V3 => {
                 // §2.2: APERTURE 2:1, PCF 5:3 (bit 3 = sparse when aperture 0), ADDRESS 51:12
-                // in place; 11:6 and 63:52 unused.
-                self.v3_pointer(e, bits(e, 2, 1), mask(51, 12), mask(11, 6) | mask(63, 52))
+                // in place; 11:6 and 63:52 unused; PCF 4..7 (bit 5) undefined.
+                self.v3_pointer(
+                    e,
+                    bits(e, 2, 1),
+                    mask(51, 12),
+                    V3_PCF_UNDEFINED | mask(11, 6) | mask(63, 52),
+                )
             }
         }
     }
@@ -79,9 +89,12 @@ impl RefMmu {
             // §1.3: APERTURE_BIG 2:1, VOL_BIG 3, ADDRESS_BIG 53:4 sys / 32:4 vid = PA >> 8.
             MmuVersion::V2 => self.v2_pointer(q0, bits(q0, 2, 1), bit(q0, 3), 4, 8),
             // §2.2: APERTURE_BIG 2:1, PCF_BIG 5:3, ADDRESS_BIG 51:8 = PA in place.
-            MmuVersion::V3 => {
-                self.v3_pointer(q0, bits(q0, 2, 1), mask(51, 8), mask(7, 6) | mask(63, 52))
-            }
+            MmuVersion::V3 => self.v3_pointer(
+                q0,
+                bits(q0, 2, 1),
+                mask(51, 8),
+                V3_PCF_UNDEFINED | mask(7, 6) | mask(63, 52),
+            ),
         }
     }
 
@@ -94,7 +107,12 @@ impl RefMmu {
             MmuVersion::V2 => self.v2_pointer(q1, bits(q1, 2, 1), false, 8, 12),
             // §2.2: APERTURE_SMALL 66:65, PCF_SMALL 69:67, ADDRESS_SMALL 115:76 = q1 51:12.
             MmuVersion::V3 => self
-                .v3_pointer(q1, bits(q1, 2, 1), mask(51, 12), mask(11, 6) | mask(63, 52))
+                .v3_pointer(
+                    q1,
+                    bits(q1, 2, 1),
+                    mask(51, 12),
+                    V3_PCF_UNDEFINED | mask(11, 6) | mask(63, 52),
+                )
                 .not_sparse(),
         }
     }

@@ -563,6 +563,33 @@ fn v3_big_half_in_place() {
     assert_eq!(t.mapping.page_base, PhysAddr::new(0x4_0000));
 }
 
+#[test]
+fn v3_pde_pcf_4_to_7_is_undefined() {
+    // §2.2 defines PDE PCF 0..3 only; PCF bit 2 is entry bit 5 (0x20), where v2 keeps NO_ATS.
+    // A pointer with it is an undefined encoding: reserved in strict mode (like undefined PTE
+    // PCFs), ignored when lenient. Upper PDE (PD1), big half, small half in turn.
+    let chip = Chip::Hopper;
+    let pd1e = 0x4000 + idx(VA3, 29, 9) * 8;
+    for (addr, raw, level) in [
+        (pd1e, v3_pde(PD0) | 0x20, Level::Pd1),              // 0x8022
+        (PD0 + 0x5E * 16, BIG | 0x20 | 2, Level::Pd0),       // 0x9122
+        (PD0 + 0x5E * 16 + 8, SMALL | 0x20 | 2, Level::Pd0), // 0xA022
+    ] {
+        let mut v = vram();
+        let e = v3_link(&mut v, VA3);
+        dual(&mut v, e, MmuVersion::V3);
+        w(&mut v, small_slot(VA3), v3_pte(0x12_3000));
+        assert!(tr(chip, &v, VA3, Access::READ).is_ok());
+        w(&mut v, addr, raw);
+        assert_eq!(
+            tr(chip, &v, VA3, Access::READ),
+            Err(Fault::ReservedBits { level, entry: raw })
+        );
+        let t = RefMmu::lenient(chip).translate(&v, pdb(), va(VA3), Access::READ);
+        assert_eq!(t.unwrap().pa, PhysAddr::new(0x12_3ABC));
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Permissions.
 
