@@ -846,6 +846,8 @@ mod tests {
     }
 
     #[test]
+
+    #[cfg_attr(miri, ignore)] // too slow under miri
     fn bulk_write_costs() {
         for native in [false, true] {
             let bar = TestBar::new(Chip::Hopper, native);
@@ -912,7 +914,7 @@ mod tests {
     }
 
     proptest! {
-        #![proptest_config(ProptestConfig::with_cases(64))]
+        #![proptest_config(ProptestConfig::with_cases(if cfg!(miri) { 2 } else { 64 }))]
 
         /// Random access sequences through PRAMIN equal a flat-memory model, out-of-range
         /// accesses change nothing, and the window moves exactly when an access leaves it.
@@ -1143,7 +1145,7 @@ mod tests {
         }
 
         prop_state_machine! {
-            #![proptest_config(ProptestConfig::with_cases(96))]
+            #![proptest_config(ProptestConfig::with_cases(if cfg!(miri) { 2 } else { 96 }))]
             #[test]
             fn pramin_state_machine(sequential 1..40 => PraminMachine);
         }
