@@ -158,16 +158,7 @@ fn ci() -> Result<()> {
 }
 
 fn demo(args: &[String]) -> Result<()> {
-    let mut cmd = vec![
-        "run",
-        "--quiet",
-        "--release",
-        "-p",
-        "nova-mm-sim",
-        "--example",
-        "demo",
-        "--",
-    ];
+    let mut cmd = vec!["run", "--quiet", "--release", "-p", "nova-mm", "--", "demo"];
     cmd.extend(args.iter().map(String::as_str));
     run("cargo", &cmd)
 }

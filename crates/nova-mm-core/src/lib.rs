@@ -38,7 +38,7 @@
 #![deny(missing_docs)]
 #![warn(clippy::missing_errors_doc)]
 
-#[cfg(feature = "alloc")]
+#[cfg(any(feature = "alloc", test))]
 #[allow(unused_extern_crates)]
 extern crate alloc;
 
@@ -46,12 +46,15 @@ extern crate alloc;
 extern crate std;
 
 pub mod addr;
+pub mod buddy;
 pub mod chip;
 pub mod hw;
 pub mod mmu;
 pub mod tlb;
 pub mod va_alloc;
+pub mod vmm;
 pub mod vram;
+pub mod walk;
 
 pub use addr::{PageSize, Pfn, PhysAddr, VirtAddr, VramAddress};
 pub use chip::{Chip, MmuVersion};

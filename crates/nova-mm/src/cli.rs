@@ -1,7 +1,7 @@
 //! The command-line structure (clap derive), exactly as issue 6 specifies it:
 //!
 //! ```text
-//! nova-mm demo [--chip NAME | --mmu v2|v3] [--save-vram FILE] [--json]
+//! nova-mm demo [--chip NAME | --mmu v2|v3] [--save-vram FILE] [--json] [--vram-gib N]
 //! nova-mm translate --vram FILE --pdb ADDR --mmu v2|v3 [--json] VA...
 //! nova-mm mappings --vram FILE --pdb ADDR --mmu v2|v3 [--json] [--tree] [--sparse]
 //! nova-mm vfio --device PCI_ADDR translate [--pdb ADDR] [--mmu v2|v3] [--json] VA...
@@ -73,6 +73,10 @@ pub struct DemoArgs {
     /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,
+    /// Size of the simulated VRAM in GiB (1..=256; default 16). It is sparse: only written
+    /// pages take host memory.
+    #[arg(long, value_name = "GIB", value_parser = clap::value_parser!(u64).range(1..=256))]
+    pub vram_gib: Option<u64>,
 }
 
 impl DemoArgs {

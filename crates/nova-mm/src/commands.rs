@@ -1,18 +1,21 @@
 //! The bodies of the subcommands.
 //!
-//! Everything that does not need the page-table walker, the address-space manager or the VFIO
-//! backend is done here already: images are opened and the PDB checked, so bad input fails with
-//! the right one-line error today. The parts that need those pieces are marked
-//! `STUB(walker)`, `STUB(vmm)` and `STUB(vfio)` and return [`CliError::NotYetAvailable`].
+//! Images are opened and the PDB checked before anything is walked, so bad input fails with one
+//! line; the walking itself is in [`crate::tables`], the demo in [`crate::demo`], the live GPU
+//! in [`crate::live`].
 
 use std::io::{self, Write};
 use std::path::Path;
 
-use nova_mm_core::MmuVersion;
+use nova_mm_core::{MmuVersion, VramAccess};
 
-use crate::cli::{Command, DemoArgs, ImageArgs, MappingsArgs, TranslateArgs, VfioArgs};
+use crate::cli::{
+    Command, DemoArgs, ImageArgs, MappingsArgs, MappingsOutput, TranslateArgs, VfioArgs,
+};
 use crate::error::CliError;
 use crate::image::{ImageError, VramImage};
+use crate::progress::Progress;
+use crate::{json, tables, text};
 
 /// Runs one command, writing its normal output to `out`.
 ///
@@ -39,46 +42,91 @@ pub fn open_image(args: &ImageArgs) -> Result<VramImage, CliError> {
     Ok(image)
 }
 
-fn demo(args: &DemoArgs, _out: &mut dyn Write) -> Result<(), CliError> {
-    let _chip = args.chip();
+fn demo(args: &DemoArgs, out: &mut dyn Write) -> Result<(), CliError> {
     if let Some(path) = &args.save_vram {
         check_output_dir(path)?;
     }
-    // STUB(vmm): needs the simulated GPU, the buddy allocator and the address-space manager.
-    Err(CliError::NotYetAvailable {
-        command: "demo",
-        needs: "the address-space manager and the simulated GPU",
-    })
+    crate::demo::run(args, out)
 }
 
-fn translate(args: &TranslateArgs, _out: &mut dyn Write) -> Result<(), CliError> {
-    let _image = open_image(&args.image)?;
-    // STUB(walker): translate each VA, print with `json::write_json_lines` (one
-    // `TranslateJson` per line) or `text::write_translations`.
-    Err(CliError::NotYetAvailable {
-        command: "translate",
-        needs: "the page-table walker",
-    })
+fn translate(args: &TranslateArgs, out: &mut dyn Write) -> Result<(), CliError> {
+    let mut image = open_image(&args.image)?;
+    let mmu = MmuVersion::from(args.image.mmu);
+    translate_and_print(mmu, &mut image, args.image.pdb, &args.vas, args.json, out)
 }
 
-fn mappings(args: &MappingsArgs, _out: &mut dyn Write) -> Result<(), CliError> {
-    let _image = open_image(&args.image)?;
-    // STUB(walker): walk the whole VA range (with a `progress::Progress` over the VA space),
-    // print `json::write_json_array` of `MappingJson`/`SparseJson`, `text::write_mappings_table`
-    // / `write_sparse_table`, or the tree.
-    Err(CliError::NotYetAvailable {
-        command: "mappings",
-        needs: "the page-table walker",
-    })
+/// Translates `vas` through the tables at `pdb` in `vram` and prints them (JSON lines or text).
+///
+/// # Errors
+///
+/// [`CliError::Walk`] for unreadable or corrupt tables on a VA's path; output errors.
+pub fn translate_and_print<V: VramAccess + ?Sized>(
+    mmu: MmuVersion,
+    vram: &mut V,
+    pdb: u64,
+    vas: &[u64],
+    json: bool,
+    out: &mut dyn Write,
+) -> Result<(), CliError> {
+    let rows = tables::translate_vas(mmu, tables::decode_chip(mmu), vram, pdb, vas)?;
+    if json {
+        json::write_json_lines(out, &rows)?;
+    } else {
+        text::write_translations(out, &rows)?;
+    }
+    Ok(())
 }
 
-fn vfio(_args: &VfioArgs, _out: &mut dyn Write) -> Result<(), CliError> {
-    // STUB(vfio): open the device through the VFIO backend, read the BAR1 PDB from the instance
-    // block unless --pdb is given, then run translate/mappings over it.
-    Err(CliError::NotYetAvailable {
-        command: "vfio",
-        needs: "the VFIO backend",
-    })
+fn mappings(args: &MappingsArgs, out: &mut dyn Write) -> Result<(), CliError> {
+    let mut image = open_image(&args.image)?;
+    let mmu = MmuVersion::from(args.image.mmu);
+    list_and_print(mmu, &mut image, args.image.pdb, &args.output, out)
+}
+
+/// Lists the mappings (or sparse ranges, or the tree) of the tables at `pdb` in `vram`.
+/// Subtrees that cannot be walked are reported on stderr as warnings, one line each.
+///
+/// # Errors
+///
+/// [`CliError::Walk`] when the root cannot be read; output errors.
+pub fn list_and_print<V: VramAccess + ?Sized>(
+    mmu: MmuVersion,
+    vram: &mut V,
+    pdb: u64,
+    output: &MappingsOutput,
+    out: &mut dyn Write,
+) -> Result<(), CliError> {
+    let chip = tables::decode_chip(mmu);
+    if output.tree {
+        tables::write_tree(mmu, chip, vram, pdb, out)?;
+        return Ok(());
+    }
+    let progress = Progress::bytes(0, "scanning page tables");
+    let listing = tables::list_mappings(mmu, chip, vram, pdb, &progress)?;
+    drop(progress);
+    for bad in &listing.bad {
+        warn(bad);
+    }
+    match (output.sparse, output.json) {
+        (false, true) => json::write_json_array(out, &listing.mapped)?,
+        (true, true) => json::write_json_array(out, &listing.sparse)?,
+        (false, false) => text::write_mappings_table(out, &listing.mapped)?,
+        (true, false) => text::write_sparse_table(out, &listing.sparse)?,
+    }
+    Ok(())
+}
+
+/// Prints `nova-mm: warning: <msg>` on stderr (one line).
+pub fn warn(msg: &str) {
+    let one: String = msg
+        .chars()
+        .map(|c| if c == '\n' { ' ' } else { c })
+        .collect();
+    let _ = writeln!(io::stderr().lock(), "nova-mm: warning: {one}");
+}
+
+fn vfio(args: &VfioArgs, out: &mut dyn Write) -> Result<(), CliError> {
+    crate::live::run(args, out)
 }
 
 /// Fails early if the directory that would hold `path` does not exist, so a long demo does not

@@ -11,22 +11,37 @@ pub enum CliError {
     /// The VRAM image could not be opened or the PDB is not inside it.
     #[error(transparent)]
     Image(#[from] ImageError),
-    /// The command needs a part of the stack that is not wired into the tool yet.
-    #[error("'{command}' is not available yet: it needs {needs}")]
-    NotYetAvailable {
-        /// The command.
-        command: &'static str,
-        /// What is missing.
-        needs: &'static str,
-    },
+    /// The page tables could not be walked (unreadable VRAM, corrupt tables on the path).
+    #[error("page-table walk failed: {0}")]
+    Walk(#[from] nova_mm_core::walk::WalkError),
+    /// A live GPU could not be opened, or its BAR1 page directory not found.
+    #[error("{0}")]
+    Live(String),
+    /// A step of the demo failed (allocation, mapping, the simulated hardware).
+    #[error("demo: {0}")]
+    Demo(String),
+    /// A cross-check of the demo failed: the stack did something wrong.
+    #[error("cross-check failed: {0}")]
+    CheckFailed(String),
     /// The output could not be written (other than a closed pipe, which ends the tool quietly).
     #[error("cannot write the output: {0}")]
     Output(io::Error),
 }
 
 impl CliError {
-    /// The exit status for every error: 2, like a usage error.
+    /// The exit status for bad input and failures: 2, like a usage error.
     pub const EXIT_CODE: u8 = 2;
+    /// The exit status when a cross-check of the demo fails: 1.
+    pub const CHECK_FAILED_CODE: u8 = 1;
+
+    /// The exit status for this error.
+    #[must_use]
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            CliError::CheckFailed(_) => Self::CHECK_FAILED_CODE,
+            _ => Self::EXIT_CODE,
+        }
+    }
 }
 
 impl From<io::Error> for CliError {

@@ -6,18 +6,23 @@
 //! - [`json`]: the stable JSON output types;
 //! - [`text`]: the same rows as text;
 //! - [`progress`]: a progress bar that stays quiet when piped;
+//! - [`tables`]: translate, list and draw page tables through the core's walker;
+//! - [`demo`]: the demo on the simulated GPU; [`live`]: the VFIO commands;
 //! - [`commands`]: the command bodies; [`run`] ties it together with the exit status.
 //!
-//! Exit status: 0 on success, 2 for any error (usage errors included), with exactly one line on
-//! stderr.
+//! Exit status: 0 on success, 2 for any error (usage errors included), 1 when a cross-check of
+//! the demo fails; with exactly one line on stderr.
 
 pub mod cli;
 pub mod commands;
+pub mod demo;
 pub mod error;
 pub mod image;
 pub mod json;
+pub mod live;
 pub mod parse;
 pub mod progress;
+pub mod tables;
 pub mod text;
 
 use std::ffi::OsString;
@@ -79,7 +84,7 @@ where
         Err(CliError::Output(e)) if e.kind() == io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
         Err(e) => {
             error_line(&e.to_string());
-            ExitCode::from(CliError::EXIT_CODE)
+            ExitCode::from(e.exit_code())
         }
     }
 }

@@ -26,6 +26,22 @@ impl Progress {
         Self::with_visibility(total, label, should_draw())
     }
 
+    /// A bar for `total` steps (not bytes) that draws on stderr if `visible`.
+    #[must_use]
+    pub fn steps(total: u64, label: &str, visible: bool) -> Self {
+        if !visible {
+            return Self::hidden();
+        }
+        let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
+        if let Ok(style) =
+            ProgressStyle::with_template("{msg} [{elapsed_precise}] {wide_bar} {pos}/{len} steps")
+        {
+            bar.set_style(style);
+        }
+        bar.set_message(label.to_owned());
+        Self { bar }
+    }
+
     /// A bar that never draws.
     #[must_use]
     pub fn hidden() -> Self {

@@ -1,0 +1,375 @@
+//! A VRAM buddy allocator with the semantics of the kernel's `gpu_buddy` (formerly `drm_buddy`),
+//! built on fixed-size bitmaps instead of per-block records.
+//!
+//! # Why bitmaps
+//!
+//! `gpu_buddy` keeps an 88-byte slab record per block, so a fully split 80 GiB pool of 4 KiB
+//! chunks holds 3.7 GB of records, and every split can fail with `-ENOMEM`. Here the metadata is
+//! one `u64` array sized at creation by [`metadata_words`] (about 0.38 byte per chunk: 8 MiB for
+//! 80 GiB), and no operation allocates afterwards, so allocation and free can run on a
+//! DMA-fence path.
+//!
+//! - `F`, one bit per chunk, is the ground truth: set while the chunk is free. Buddies always
+//!   merge, so the maximal free blocks are a function of `F`, and an allocator state is exactly
+//!   `F` plus the clear bits of the free chunks. That is what makes every request
+//!   all-or-nothing: undoing a partial result restores the very same state.
+//! - Per order `k ≥ 1`, a bitmap of maximal free blocks; order 0 is derived from `F`
+//!   (`F & !buddy(F)`). Each bitmap has 64-ary "non-zero word" summaries, and a `u64` mask tells
+//!   the non-empty orders: the default placement (smallest order, highest address) is
+//!   O(levels), free is O(orders).
+//! - `C`, one bit per chunk, is the clear (zeroed) state. It is decoupled from merging: no
+//!   force-merge exists, and the VK-CTS pattern does not fragment the pool run after run.
+//!   Clear preference searches the derived views "clear free" (`F & C`) and "dirty free"
+//!   (`F & !C`) for aligned runs, and falls back silently, like `CLEAR_ALLOCATION`.
+//! - Range, offset-aligned and top-down requests are find-next/previous-set-bit searches within
+//!   `[start, end)` over the summaries, never a DFS with failed splits.
+//! - Contiguous requests that do not fit a power of two search for an exact run of free chunks
+//!   starting at a `min_block_size`-aligned offset, instead of reserving twice the memory.
+//!
+//! Offsets in the metadata are chunk indices (u64); byte offsets only appear at the API, and
+//! every byte computation is checked, so `U64_MAX`-sized pools cannot overflow.
+//!
+//! # Differences from gpu_buddy, by design
+//!
+//! - No force-merge: free blocks always merge, so a clear and a dirty buddy form one free block
+//!   with mixed clear state. A block is reported clear only if every chunk of it is clear
+//!   (stronger than the kernel, where clear/dirty buddies never merge).
+//! - A freed block that is not (wholly) allocated is refused with
+//!   [`BuddyError::NotAllocated`] (the kernel `BUG()`s).
+//! - The metadata is dense: a pool needs [`metadata_words`] words, so `U64_MAX` bytes of 4 KiB
+//!   chunks (2^52 chunks) cannot be built (the constructor returns [`BuddyError::NoMemory`]).
+
+mod allocate;
+mod bitmap;
+mod check;
+mod free;
+mod layout;
+mod search;
+mod sink;
+mod types;
+
+#[cfg(test)]
+mod tests;
+
+pub use layout::{metadata_bytes, metadata_words};
+pub use sink::{BlockSink, SliceSink};
+pub use types::{
+    AllocFlags, AllocMode, AllocRequest, Block, BuddyError, BuddyParams, InvalidArg, Leak,
+    Violation,
+};
+
+use bitmap::{ClearMode, Core, Ctx, Hint, HINTS};
+use layout::{chunks_of, Layout};
+
+/// Where the metadata words live.
+#[derive(Debug)]
+enum Meta<'a> {
+    Borrowed(&'a mut [u64]),
+    #[cfg(feature = "alloc")]
+    Owned(::alloc::vec::Vec<u64>),
+}
+
+/// A buddy allocator over `[base_offset, base_offset + size)`.
+///
+/// Locking is the caller's (every mutating method takes `&mut self`).
+#[derive(Debug)]
+pub struct Buddy<'a> {
+    core: Core,
+    meta: Meta<'a>,
+}
+
+#[cfg(feature = "alloc")]
+impl Buddy<'static> {
+    /// Creates an allocator whose metadata is allocated here, fallibly.
+    ///
+    /// # Errors
+    ///
+    /// [`BuddyError::Invalid`] for bad parameters (`chunk_size` below 4 KiB or not a power of two,
+    /// `size < chunk_size`, or `base_offset + size` overflowing), [`BuddyError::NoMemory`] if the
+    /// metadata cannot be allocated.
+    pub fn new(params: BuddyParams) -> Result<Self, BuddyError> {
+        let core = Self::core_for(&params)?;
+        let mut v = ::alloc::vec::Vec::new();
+        v.try_reserve_exact(core.layout.words)
+            .map_err(|_| BuddyError::NoMemory)?;
+        v.resize(core.layout.words, 0);
+        let mut b = Buddy {
+            core,
+            meta: Meta::Owned(v),
+        };
+        b.init();
+        Ok(b)
+    }
+}
+
+impl<'a> Buddy<'a> {
+    /// Metadata words needed for `params` (0 if they are invalid); a `const fn` so kernels can
+    /// size static storage.
+    #[must_use]
+    pub const fn metadata_words(params: &BuddyParams) -> usize {
+        metadata_words(params.size, params.chunk_size)
+    }
+
+    /// Creates an allocator over caller-provided metadata storage; allocates nothing.
+    ///
+    /// # Errors
+    ///
+    /// [`BuddyError::Invalid`] for bad parameters (see [`Buddy::new`]), [`BuddyError::NoMemory`]
+    /// if `storage` is shorter than [`Buddy::metadata_words`].
+    pub fn with_storage(params: BuddyParams, storage: &'a mut [u64]) -> Result<Self, BuddyError> {
+        let core = Self::core_for(&params)?;
+        let words = storage
+            .get_mut(..core.layout.words)
+            .ok_or(BuddyError::NoMemory)?;
+        words.fill(0);
+        let mut b = Buddy {
+            core,
+            meta: Meta::Borrowed(words),
+        };
+        b.init();
+        Ok(b)
+    }
+
+    fn core_for(p: &BuddyParams) -> Result<Core, BuddyError> {
+        let bad = BuddyError::Invalid(types::InvalidArg::Params);
+        let (n, shift) = chunks_of(p.size, p.chunk_size).ok_or(bad)?;
+        let rounded = n.checked_shl(shift).ok_or(bad)?;
+        p.base_offset.checked_add(rounded).ok_or(bad)?;
+        let max_order = bitmap::msb(n);
+        let layout = Layout::new(n, max_order).ok_or(BuddyError::NoMemory)?;
+        Ok(Core {
+            layout,
+            n,
+            shift,
+            max_order,
+            base: p.base_offset,
+            avail: 0,
+            clear_avail: 0,
+            counts: [0; 64],
+            nonempty: 0,
+            gen: 0,
+            hints: [Hint::default(); HINTS],
+            hint_next: 0,
+            top: [0; layout::MAX_TREES],
+        })
+    }
+
+    fn ctx(&mut self) -> Ctx<&mut Core, &mut [u64]> {
+        let m: &mut [u64] = match &mut self.meta {
+            Meta::Borrowed(s) => s,
+            #[cfg(feature = "alloc")]
+            Meta::Owned(v) => v.as_mut_slice(),
+        };
+        Ctx {
+            c: &mut self.core,
+            m,
+        }
+    }
+
+    fn ctx_ref(&self) -> (&Core, &[u64]) {
+        let m: &[u64] = match &self.meta {
+            Meta::Borrowed(s) => s,
+            #[cfg(feature = "alloc")]
+            Meta::Owned(v) => v.as_slice(),
+        };
+        (&self.core, m)
+    }
+
+    /// Frees every chunk: the roots, one per set bit of the chunk count, largest first.
+    fn init(&mut self) {
+        let mut cx = self.ctx();
+        let n = cx.c.n;
+        cx.fc_range(0, n, true, ClearMode::Set(false));
+        let mut start = 0u64;
+        let mut r = 64u32;
+        while r > 0 {
+            r = r.saturating_sub(1);
+            if n & bitmap::pow2(r) != 0 {
+                cx.set_free(r, start >> r, true);
+                start = start.wrapping_add(bitmap::pow2(r));
+            }
+        }
+    }
+
+    /// Allocates `req`, appending the blocks to `sink` (no allocation by the allocator itself).
+    ///
+    /// # Errors
+    ///
+    /// [`BuddyError::Invalid`] for bad arguments (checked in gpu_buddy's order),
+    /// [`BuddyError::NoSpace`] if the memory is not there, [`BuddyError::SinkFull`] if `sink`
+    /// has no room. On error nothing is allocated and `sink` is as it was.
+    pub fn alloc_into(
+        &mut self,
+        req: &AllocRequest,
+        sink: &mut dyn BlockSink,
+    ) -> Result<(), BuddyError> {
+        self.ctx().alloc_request(req, sink)
+    }
+
+    /// Allocates `req` into a new vector (grown fallibly).
+    ///
+    /// # Errors
+    ///
+    /// As [`Buddy::alloc_into`]; [`BuddyError::SinkFull`] means the vector could not grow.
+    #[cfg(feature = "alloc")]
+    pub fn alloc_blocks(
+        &mut self,
+        req: &AllocRequest,
+    ) -> Result<::alloc::vec::Vec<Block>, BuddyError> {
+        let mut v = ::alloc::vec::Vec::new();
+        self.alloc_into(req, &mut v)?;
+        Ok(v)
+    }
+
+    /// Frees `blocks`; `cleared` says the caller zeroed them (gpu_buddy's `CLEARED`), otherwise
+    /// they become dirty.
+    ///
+    /// # Errors
+    ///
+    /// [`BuddyError::NotAllocated`] if a block is not wholly allocated (double free, foreign
+    /// block); then nothing is freed.
+    pub fn free_blocks(&mut self, blocks: &[Block], cleared: bool) -> Result<(), BuddyError> {
+        self.ctx().free_list(blocks, cleared)
+    }
+
+    /// Frees the block of `order` at absolute `offset` (for callers that keep offsets instead of
+    /// [`Block`] values, like the peer allocators' `dealloc`).
+    ///
+    /// # Errors
+    ///
+    /// [`BuddyError::NotAllocated`] if no such block is wholly allocated.
+    pub fn free_at(&mut self, offset: u64, order: u32, cleared: bool) -> Result<(), BuddyError> {
+        let bad = BuddyError::NotAllocated { offset, order };
+        let b = Block {
+            offset,
+            order: u8::try_from(order).map_err(|_| bad)?,
+            chunk_shift: u8::try_from(self.core.shift).map_err(|_| bad)?,
+            clear: false,
+        };
+        self.free_blocks(core::slice::from_ref(&b), cleared)
+    }
+
+    /// Shrinks an allocated `block` to `new_size` bytes starting at `start` (absolute; the
+    /// block's start if `None`), freeing the rest with the block's clear state, and appends the
+    /// resulting blocks (ascending) to `sink` (gpu_buddy_block_trim).
+    ///
+    /// # Errors
+    ///
+    /// [`BuddyError::NotAllocated`] for a block that is not allocated,
+    /// [`BuddyError::Invalid`] if `new_size` is 0, not a multiple of the chunk size or larger than
+    /// the block, or the kept range does not fit the block; [`BuddyError::SinkFull`]. On error
+    /// nothing changes.
+    pub fn trim_into(
+        &mut self,
+        block: &Block,
+        start: Option<u64>,
+        new_size: u64,
+        sink: &mut dyn BlockSink,
+    ) -> Result<(), BuddyError> {
+        self.ctx().trim_user(block, start, new_size, sink)
+    }
+
+    /// [`Buddy::trim_into`] into a new vector.
+    ///
+    /// # Errors
+    ///
+    /// As [`Buddy::trim_into`].
+    #[cfg(feature = "alloc")]
+    pub fn trim(
+        &mut self,
+        block: &Block,
+        start: Option<u64>,
+        new_size: u64,
+    ) -> Result<::alloc::vec::Vec<Block>, BuddyError> {
+        let mut v = ::alloc::vec::Vec::new();
+        self.trim_into(block, start, new_size, &mut v)?;
+        Ok(v)
+    }
+
+    /// Marks every free byte clear or dirty (amdgpu on suspend/resume). A bitmap fill: no merge
+    /// is needed because free blocks are always merged.
+    pub fn reset_clear(&mut self, is_clear: bool) {
+        self.ctx().reset_clear(is_clear);
+    }
+
+    /// Walks every map, summary and counter.
+    ///
+    /// # Errors
+    ///
+    /// The first [`Violation`] found.
+    pub fn check(&self) -> Result<(), Violation> {
+        let (c, m) = self.ctx_ref();
+        Ctx { c, m }.check()
+    }
+
+    /// What is still allocated, or `None` if everything was freed (gpu_buddy_fini's leak check,
+    /// as a value: it never panics).
+    #[must_use]
+    pub fn leak_report(&self) -> Option<Leak> {
+        let size = self.size();
+        let free = self.avail();
+        (free != size).then(|| Leak {
+            allocated_bytes: size.saturating_sub(free),
+            free_bytes: free,
+        })
+    }
+
+    /// Bytes managed (rounded down to the chunk size).
+    #[must_use]
+    pub fn size(&self) -> u64 {
+        self.core.n.wrapping_shl(self.core.shift)
+    }
+
+    /// Absolute address of the first managed byte.
+    #[must_use]
+    pub fn base_offset(&self) -> u64 {
+        self.core.base
+    }
+
+    /// The smallest block in bytes.
+    #[must_use]
+    pub fn chunk_size(&self) -> u64 {
+        bitmap::pow2(self.core.shift)
+    }
+
+    /// `log2(largest block / chunk_size)`.
+    #[must_use]
+    pub fn max_order(&self) -> u32 {
+        self.core.max_order
+    }
+
+    /// Number of roots (one per set bit of the chunk count).
+    #[must_use]
+    pub fn root_count(&self) -> u32 {
+        self.core.n.count_ones()
+    }
+
+    /// Free bytes.
+    #[must_use]
+    pub fn avail(&self) -> u64 {
+        self.core.avail.wrapping_shl(self.core.shift)
+    }
+
+    /// Free bytes known to be clear.
+    #[must_use]
+    pub fn clear_avail(&self) -> u64 {
+        self.core.clear_avail.wrapping_shl(self.core.shift)
+    }
+
+    /// Number of maximal free blocks of `order` (0 beyond `max_order`).
+    #[must_use]
+    pub fn free_count(&self, order: u32) -> u64 {
+        usize::try_from(order)
+            .ok()
+            .and_then(|o| self.core.counts.get(o).copied())
+            .unwrap_or(0)
+    }
+
+    /// Bytes of metadata this allocator uses.
+    #[must_use]
+    pub fn metadata_size(&self) -> u64 {
+        u64::try_from(self.core.layout.words)
+            .unwrap_or(u64::MAX)
+            .saturating_mul(8)
+    }
+}
