@@ -149,7 +149,10 @@ impl Model {
                 self.free[i] = false;
             }
             if x.is_clear() {
-                assert!(all_clear, "block {x:?} reported clear but holds dirty chunks");
+                assert!(
+                    all_clear,
+                    "block {x:?} reported clear but holds dirty chunks"
+                );
             }
         }
     }
@@ -236,7 +239,11 @@ impl Model {
                 }
                 if offset_aligned {
                     assert_eq!(blocks.len(), 1, "{req:?} -> {blocks:?}");
-                    assert_eq!((blocks[0].offset() - base) % min, 0, "{req:?} -> {blocks:?}");
+                    assert_eq!(
+                        (blocks[0].offset() - base) % min,
+                        0,
+                        "{req:?} -> {blocks:?}"
+                    );
                 } else if f.contains(AllocFlags::CONTIGUOUS) && !exact {
                     let mut v = blocks.clone();
                     v.sort_by_key(Block::offset);
@@ -264,7 +271,11 @@ impl Model {
                     matches!(e, BuddyError::Invalid(_) | BuddyError::NoSpace),
                     "{req:?}: {e:?}"
                 );
-                assert_eq!(self.snapshot(), before, "failed {req:?} changed the allocator");
+                assert_eq!(
+                    self.snapshot(),
+                    before,
+                    "failed {req:?} changed the allocator"
+                );
             }
         }
     }
@@ -311,10 +322,12 @@ impl Model {
                 let order = u32::from(order % 64);
                 // Skip blocks that are wholly allocated: freeing a sub-block of a live block
                 // is legal and would need the model to split it.
-                let size = 1u64.checked_shl(order).and_then(|s| s.checked_mul(self.chunk));
+                let size = 1u64
+                    .checked_shl(order)
+                    .and_then(|s| s.checked_mul(self.chunk));
                 let wholly_allocated = size.is_some_and(|s| {
                     off >= self.base
-                        && (off - self.base) % s == 0
+                        && (off - self.base).is_multiple_of(s)
                         && off
                             .checked_add(s)
                             .is_some_and(|e| e <= self.base + self.b.size())
@@ -354,8 +367,7 @@ impl Model {
                     Some(blk.offset() + shift % chunks * self.chunk)
                 };
                 let kept_start = start.unwrap_or(blk.offset());
-                let valid = keep > 0
-                    && (kept_start - blk.offset()) / self.chunk + keep <= chunks;
+                let valid = keep > 0 && (kept_start - blk.offset()) / self.chunk + keep <= chunks;
                 let before = self.snapshot();
                 match self.b.trim(&blk, start, keep * self.chunk) {
                     Ok(kept) => {

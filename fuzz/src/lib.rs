@@ -11,6 +11,7 @@
 //! - [`refmmu`]: the reference-MMU oracles (no panic, bounded reads, consistent results,
 //!   agreement with the core's entry decoders).
 
+pub mod buddy;
 pub mod entries;
 pub mod gen;
 pub mod image;
