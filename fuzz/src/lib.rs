@@ -16,3 +16,4 @@ pub mod entries;
 pub mod gen;
 pub mod image;
 pub mod refmmu;
+pub mod walker;

@@ -65,3 +65,53 @@ fn refmmu_translate() {
     }
     eprintln!("{stats:#?}");
 }
+
+#[test]
+fn walker_translate() {
+    let mut stats = std::collections::BTreeMap::<String, usize>::new();
+    for b in inputs("walker_translate") {
+        if let Some(i) = parse::<ImageInput>(&b) {
+            nova_mm_fuzz::walker::check(&i);
+            let img = i.build();
+            for &va in &img.vas {
+                let mut v = nova_mm_fuzz::walker::BoundedVram::new(&img);
+                let root = nova_mm_core::VramAddress::new(img.pdb);
+                let vva = nova_mm_core::VirtAddr::new(va);
+                let t = match img.chip.mmu_version() {
+                    nova_mm_core::MmuVersion::V2 => {
+                        nova_mm_core::walk::translate::<nova_mm_core::MmuV2, _>(
+                            img.chip, &mut v, root, vva,
+                        )
+                    }
+                    nova_mm_core::MmuVersion::V3 => {
+                        nova_mm_core::walk::translate::<nova_mm_core::MmuV3, _>(
+                            img.chip, &mut v, root, vva,
+                        )
+                    }
+                };
+                let k = match t {
+                    Ok(t) => format!("{t:?}")
+                        .split([' ', '{'])
+                        .next()
+                        .unwrap()
+                        .to_owned(),
+                    Err(e) => format!("err {e:?}")
+                        .split([' ', '{', '('])
+                        .take(2)
+                        .collect(),
+                };
+                *stats.entry(k).or_default() += 1;
+            }
+        }
+    }
+    eprintln!("{stats:#?}");
+}
+
+#[test]
+fn buddy_ops() {
+    for b in inputs("buddy_ops") {
+        if let Some(i) = parse::<nova_mm_fuzz::buddy::BuddyInput>(&b) {
+            nova_mm_fuzz::buddy::check(&i);
+        }
+    }
+}
