@@ -16,4 +16,5 @@ pub mod entries;
 pub mod gen;
 pub mod image;
 pub mod refmmu;
+pub mod vmm;
 pub mod walker;

@@ -58,7 +58,7 @@ impl<'a> BoundedVram<'a> {
         self.reads += 1;
         // Like every backend (`check_access`): a misaligned access is a typed error. The
         // walker does not check the PDB's alignment itself, so a misaligned root gets here.
-        if a % len != 0 {
+        if !a.is_multiple_of(len) {
             return Err(VramError::Misaligned { addr, align: len });
         }
         Ok(self.img.word(a & !7).expect("inside the image"))

@@ -115,3 +115,12 @@ fn buddy_ops() {
         }
     }
 }
+
+#[test]
+fn vmm_ops() {
+    for b in inputs("vmm_ops") {
+        if let Some(i) = parse::<nova_mm_fuzz::vmm::VmmInput>(&b) {
+            nova_mm_fuzz::vmm::check(&i);
+        }
+    }
+}

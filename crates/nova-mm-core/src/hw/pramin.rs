@@ -846,7 +846,6 @@ mod tests {
     }
 
     #[test]
-
     #[cfg_attr(miri, ignore)] // too slow under miri
     fn bulk_write_costs() {
         for native in [false, true] {

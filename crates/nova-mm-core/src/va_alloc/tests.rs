@@ -174,7 +174,6 @@ fn visits_of<T>(f: impl FnOnce() -> T) -> (T, u64) {
 }
 
 #[test]
-
 #[cfg_attr(miri, ignore)] // too slow under miri
 fn page_size_alignments_skip_near_misses_in_log_time() {
     // 4096 blocks of 64 KiB, each with one free 8 KiB gap at +4 KiB: every gap is long enough for
@@ -445,7 +444,6 @@ fn first_fit_alignment_and_window() {
 }
 
 #[test]
-
 #[cfg_attr(miri, ignore)] // too slow under miri
 fn near_miss_gaps_are_skipped_but_lower_fits_are_found() {
     // Gaps of exactly 2 pages at odd page offsets cannot hold a 2-page range aligned to 8 KiB.
@@ -633,7 +631,6 @@ fn v3_sized_space_and_top_of_u64() {
 }
 
 #[test]
-
 #[cfg_attr(miri, ignore)] // too slow under miri
 fn many_random_operations_keep_the_tree_balanced() {
     // Deterministic pseudo-random churn, larger than the state machine's, checking the height
