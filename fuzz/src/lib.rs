@@ -8,6 +8,7 @@
 //!   entry states), biased so that legal values come up often;
 //! - [`entries`]: the entry-format oracles (decode/encode round trips);
 //! - [`image`]: arbitrary VRAM images with page-table chains, for the walker targets;
+//! - [`walker`], [`buddy`], [`vmm`]: the oracles of the other targets;
 //! - [`refmmu`]: the reference-MMU oracles (no panic, bounded reads, consistent results,
 //!   agreement with the core's entry decoders).
 
