@@ -881,5 +881,6 @@ impl StateMachineTest for VaSut {
 prop_state_machine! {
     #![proptest_config(ProptestConfig::with_cases(if cfg!(miri) { 2 } else { 192 }))]
     #[test]
+    #[cfg_attr(miri, ignore)] // too slow under miri
     fn va_allocator_matches_naive_first_fit(sequential 1..80 => VaSut);
 }

@@ -270,6 +270,7 @@ fn roundtrip<M: PtFormat>(chip: Chip, va: u64, pa: u64, len: u64, expect: PageSi
 }
 
 #[test]
+#[cfg_attr(miri, ignore)] // too slow under miri
 fn every_page_size_round_trips() {
     roundtrip::<MmuV2>(
         Chip::Turing,
@@ -337,6 +338,7 @@ fn every_page_size_round_trips() {
 }
 
 #[test]
+#[cfg_attr(miri, ignore)] // too slow under miri
 fn mixed_sizes_and_dual_precedence() {
     for chip in [Chip::Turing, Chip::Hopper] {
         mixed::<MmuV2>(chip, Chip::Turing);
@@ -431,6 +433,7 @@ fn mixed<M: PtFormat>(chip: Chip, want: Chip) {
 }
 
 #[test]
+#[cfg_attr(miri, ignore)] // too slow under miri
 fn sparse_reservations() {
     let (mut s, mut vram, mut alloc, mut tlb) = setup::<MmuV3>(Chip::Hopper);
     let (m, _) = s
@@ -461,6 +464,7 @@ fn sparse_reservations() {
 }
 
 #[test]
+#[cfg_attr(miri, ignore)] // too slow under miri
 fn fault_injection_is_all_or_nothing() {
     for k in 1..200u64 {
         let (mut s, mut vram, mut alloc, mut tlb) = setup::<MmuV2>(Chip::Ampere);
@@ -520,6 +524,7 @@ fn fault_injection_is_all_or_nothing() {
 }
 
 #[test]
+#[cfg_attr(miri, ignore)] // too slow under miri
 fn table_allocation_failures_leak_nothing() {
     for k in 1..12u64 {
         let (mut s, mut vram, mut alloc, mut tlb) = setup::<MmuV3>(Chip::BlackwellGb20x);
@@ -557,6 +562,7 @@ fn table_allocation_failures_leak_nothing() {
 }
 
 #[test]
+#[cfg_attr(miri, ignore)] // too slow under miri
 fn interleaved_prepared_operations() {
     let (mut s, mut vram, mut alloc, mut tlb) = setup::<MmuV2>(Chip::Turing);
     let r1 = [PhysRun::vram(VramAddress::new(0x100_0000), 0x1000)];
@@ -632,6 +638,7 @@ fn interleaved_prepared_operations() {
 }
 
 #[test]
+#[cfg_attr(miri, ignore)] // too slow under miri
 fn one_invalidate_with_minimal_level() {
     let (mut s, mut vram, mut alloc, mut tlb) = setup::<MmuV2>(Chip::Turing);
     let runs = [PhysRun::vram(VramAddress::new(0x100_0000), 0x4000_0000)];
