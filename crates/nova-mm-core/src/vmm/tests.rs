@@ -269,6 +269,19 @@ fn roundtrip<M: PtFormat>(chip: Chip, va: u64, pa: u64, len: u64, expect: PageSi
     assert_eq!(alloc.used(), 0);
 }
 
+/// A few pages on each MMU version: small enough for miri, which skips the larger tests.
+#[test]
+fn small_round_trips_v2_and_v3() {
+    roundtrip::<MmuV2>(Chip::Turing, 0x10_0000, 0x20_0000, 0x3000, PageSize::Size4K);
+    roundtrip::<MmuV3>(
+        Chip::Hopper,
+        0x20_0000,
+        0x40_0000,
+        0x2_0000,
+        PageSize::Size64K,
+    );
+}
+
 #[test]
 #[cfg_attr(miri, ignore)] // too slow under miri
 fn every_page_size_round_trips() {
