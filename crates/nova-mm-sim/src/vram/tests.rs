@@ -278,6 +278,7 @@ proptest! {
 
     /// Random writes match a byte-level HashMap model; out-of-range writes change nothing.
     #[test]
+    #[cfg_attr(miri, ignore)] // too slow under miri
     fn matches_hashmap_model(ops in proptest::collection::vec(op(), 1..40), slow in any::<bool>()) {
         let mut v = SimVram::new(MODEL_SIZE).unwrap();
         if slow {
