@@ -7,19 +7,27 @@
 //! sample of every live mapping are looked up through the simulated GPC TLB: a stale
 //! translation after an operation completed (a missing or too narrow invalidate) fails the
 //! test, as does a wrong PA, page size, permission, or a sparse/unmapped mismatch.
+//!
+//! Every chip runs over both back ends ([`Backend`]): directly on the simulated VRAM and TLB,
+//! and through the core's PRAMIN window and TLB-invalidate registers on the simulated BAR0
+//! (fewer cases: every access is an MMIO access there). On the register path the TLB that the
+//! checks look through is the one the BAR0's invalidate registers feed, so a missing, unflushed
+//! or unfinished register invalidate shows up as a stale translation.
 
 mod common;
 
 use std::marker::PhantomData;
 
+use common::backend::{Backend, Rig};
 use common::ListAlloc;
 use nova_mm_core::mmu::{MmuV2, MmuV3, PteAttrs};
 use nova_mm_core::vmm::{
-    Mapping, PhysRun, SpaceConfig, SpaceKind, VaError, VaPlacement, VecAddressSpace, VmmError,
+    Executed, Mapping, PhysRun, SpaceConfig, SpaceKind, VaError, VaPlacement, VecAddressSpace,
+    VmmError,
 };
 use nova_mm_core::walk::PtFormat;
 use nova_mm_core::{Chip, PageSize, VirtAddr, VramAddress};
-use nova_mm_sim::{Fault, Pdb, SimGpu, TlbPath};
+use nova_mm_sim::{Fault, Pdb, TlbPath};
 use proptest::prelude::*;
 use proptest_state_machine::{prop_state_machine, ReferenceStateMachine, StateMachineTest};
 
@@ -29,23 +37,34 @@ const PT_COUNT: usize = 1 << 14;
 
 trait Sel: 'static + Clone + std::fmt::Debug {
     const CHIP: Chip;
+    const BACKEND: Backend;
     type M: PtFormat;
 }
 
 macro_rules! sel {
-    ($name:ident, $chip:expr, $m:ty) => {
+    ($name:ident, $chip:expr, $m:ty, $b:expr) => {
         #[derive(Clone, Debug)]
         struct $name;
         impl Sel for $name {
             const CHIP: Chip = $chip;
+            const BACKEND: Backend = $b;
             type M = $m;
         }
     };
 }
-sel!(Turing, Chip::Turing, MmuV2);
-sel!(Ampere, Chip::Ampere, MmuV2);
-sel!(Hopper, Chip::Hopper, MmuV3);
-sel!(Blackwell, Chip::BlackwellGb20x, MmuV3);
+const DIRECT: Backend = Backend::Direct;
+const REGS32: Backend = Backend::Regs { mmio64: false };
+const REGS64: Backend = Backend::Regs { mmio64: true };
+sel!(Turing, Chip::Turing, MmuV2, DIRECT);
+sel!(Ampere, Chip::Ampere, MmuV2, DIRECT);
+sel!(Hopper, Chip::Hopper, MmuV3, DIRECT);
+sel!(Blackwell, Chip::BlackwellGb20x, MmuV3, DIRECT);
+sel!(TuringRegs, Chip::Turing, MmuV2, REGS32);
+sel!(PascalRegs, Chip::Pascal, MmuV2, REGS32);
+sel!(AmpereRegs64, Chip::Ampere, MmuV2, REGS64);
+sel!(HopperRegs, Chip::Hopper, MmuV3, REGS32);
+sel!(BlackwellRegs, Chip::BlackwellGb20x, MmuV3, REGS32);
+sel!(Blackwell10xRegs64, Chip::BlackwellGb10x, MmuV3, REGS64);
 
 /// One live range in the model.
 #[derive(Clone, Debug)]
@@ -119,6 +138,14 @@ enum Tr {
     Unmap(usize),
     Protect(usize, bool),
     Probe(u64),
+    /// Prepare `a`, prepare `b`, then execute them in either order, or cancel `a`: the
+    /// interleaving of the fence-safe protocol (tables shared between prepared operations).
+    Pair {
+        a: Box<Tr>,
+        b: Box<Tr>,
+        b_first: bool,
+        cancel_a: bool,
+    },
 }
 
 #[derive(Clone, Debug)]
@@ -224,13 +251,26 @@ impl<S: Sel> ReferenceStateMachine for Model<S> {
             }
         });
         let probe = (0u64..0x100_0000).prop_map(|o| Tr::Probe(0x40_0000_0000 + o * 4096));
+        let pair = (
+            map_strategy(chip),
+            map_strategy(chip),
+            any::<bool>(),
+            0u8..4,
+        )
+            .prop_map(|(a, b, b_first, c)| Tr::Pair {
+                a: Box::new(a),
+                b: Box::new(b),
+                b_first,
+                cancel_a: c == 0,
+            });
         if n == 0 {
-            prop_oneof![6 => map_strategy(chip), 1 => sparse, 1 => probe].boxed()
+            prop_oneof![6 => map_strategy(chip), 1 => sparse, 1 => probe, 2 => pair].boxed()
         } else {
             prop_oneof![
                 5 => map_strategy(chip),
                 1 => sparse,
                 3 => (0..n).prop_map(Tr::Unmap),
+                2 => pair,
                 2 => (0..n, any::<bool>()).prop_map(|(i, ro)| Tr::Protect(i, ro)),
                 1 => probe,
             ]
@@ -285,13 +325,35 @@ impl<S: Sel> ReferenceStateMachine for Model<S> {
             }
             Tr::Protect(i, ro) => state.recs[*i].0.ro = *ro,
             Tr::Probe(_) => {}
+            Tr::Pair { a, b, cancel_a, .. } => {
+                let (
+                    Tr::Map {
+                        va: av, len: al, ..
+                    },
+                    Tr::Map {
+                        va: bv, len: bl, ..
+                    },
+                ) = (a.as_ref(), b.as_ref())
+                else {
+                    return state;
+                };
+                let a_ok = !state.overlaps(*av, *al);
+                let a_hits_b = a_ok && *av < bv + bl && *bv < av + al;
+                let b_ok = !(state.overlaps(*bv, *bl) || a_hits_b);
+                if b_ok {
+                    state = Self::apply(state, b);
+                }
+                if a_ok && !cancel_a {
+                    state = Self::apply(state, a);
+                }
+            }
         }
         state
     }
 }
 
 struct Sut<S: Sel> {
-    gpu: SimGpu,
+    gpu: Rig,
     space: VecAddressSpace<S::M>,
     alloc: ListAlloc,
     maps: Vec<Mapping>,
@@ -306,7 +368,8 @@ impl<S: Sel> Sut<S> {
     /// Checks `va` through the GPC TLB against the model.
     fn check(&mut self, model: &Model<S>, va: u64) {
         let pdb = self.pdb();
-        let (vram, tlb) = self.gpu.parts();
+        let mut gpu = self.gpu.gpu();
+        let (vram, tlb) = gpu.parts();
         let got = tlb.lookup(vram, TlbPath::Gpc, pdb, VirtAddr::new(va));
         let rec = model
             .recs
@@ -360,7 +423,7 @@ impl<S: Sel> StateMachineTest for Test<S> {
     type Reference = Model<S>;
 
     fn init_test(_: &Model<S>) -> Sut<S> {
-        let mut gpu = SimGpu::new(S::CHIP, VRAM).unwrap();
+        let mut gpu = Rig::new(S::BACKEND, S::CHIP, VRAM);
         let mut alloc = ListAlloc::new(PT_BASE, PT_COUNT);
         let cfg = SpaceConfig {
             chip: S::CHIP,
@@ -368,7 +431,9 @@ impl<S: Sel> StateMachineTest for Test<S> {
             va_end: 1 << 49,
             kind: SpaceKind::Gpu,
         };
-        let space = VecAddressSpace::<S::M>::new_vec(cfg, &mut alloc, gpu.vram_mut()).unwrap();
+        let space = gpu
+            .run(|v, _| VecAddressSpace::<S::M>::new_vec(cfg, &mut alloc, v))
+            .unwrap();
         let baseline = alloc.used();
         Sut {
             gpu,
@@ -396,16 +461,17 @@ impl<S: Sel> StateMachineTest for Test<S> {
                     read_only: *ro,
                     ..Default::default()
                 };
-                let (vram, tlb) = sut.gpu.parts();
-                let r = sut.space.map(
-                    &mut sut.alloc,
-                    vram,
-                    tlb,
-                    VaPlacement::Fixed(VirtAddr::new(*va)),
-                    &runs,
-                    attrs,
-                    *pinned,
-                );
+                let r = sut.gpu.run(|vram, tlb| {
+                    sut.space.map(
+                        &mut sut.alloc,
+                        vram,
+                        tlb,
+                        VaPlacement::Fixed(VirtAddr::new(*va)),
+                        &runs,
+                        attrs,
+                        *pinned,
+                    )
+                });
                 let added = model.recs.len() > sut.maps.len();
                 match r {
                     Ok((m, st)) => {
@@ -419,14 +485,15 @@ impl<S: Sel> StateMachineTest for Test<S> {
                 Some((*va, *len))
             }
             Tr::Sparse { va, len } => {
-                let (vram, tlb) = sut.gpu.parts();
-                let r = sut.space.reserve_sparse(
-                    &mut sut.alloc,
-                    vram,
-                    tlb,
-                    VaPlacement::Fixed(VirtAddr::new(*va)),
-                    *len,
-                );
+                let r = sut.gpu.run(|vram, tlb| {
+                    sut.space.reserve_sparse(
+                        &mut sut.alloc,
+                        vram,
+                        tlb,
+                        VaPlacement::Fixed(VirtAddr::new(*va)),
+                        *len,
+                    )
+                });
                 let added = model.recs.len() > sut.maps.len();
                 match r {
                     Ok((m, _)) => {
@@ -441,10 +508,9 @@ impl<S: Sel> StateMachineTest for Test<S> {
             Tr::Unmap(i) => {
                 let m = sut.maps.remove(*i);
                 let (va, len) = (m.va().raw(), m.len());
-                let (vram, tlb) = sut.gpu.parts();
                 let st = sut
-                    .space
-                    .unmap(&mut sut.alloc, vram, tlb, m)
+                    .gpu
+                    .run(|vram, tlb| sut.space.unmap(&mut sut.alloc, vram, tlb, m))
                     .map_err(|(_, e)| e)
                     .unwrap();
                 assert_eq!(st.invalidates, 1);
@@ -457,14 +523,116 @@ impl<S: Sel> StateMachineTest for Test<S> {
                     read_only: *ro,
                     ..Default::default()
                 };
-                let (vram, tlb) = sut.gpu.parts();
-                let st = sut.space.protect(vram, tlb, va, len, attrs).unwrap();
+                let st = sut
+                    .gpu
+                    .run(|vram, tlb| sut.space.protect(vram, tlb, va, len, attrs))
+                    .unwrap();
                 assert_eq!(st.invalidates, 1);
                 Some((va.raw(), len))
             }
             Tr::Probe(va) => {
                 sut.check(model, *va);
                 None
+            }
+            Tr::Pair {
+                a,
+                b,
+                b_first,
+                cancel_a,
+            } => {
+                let prep = |sut: &mut Sut<S>, t: &Tr| {
+                    let Tr::Map {
+                        va,
+                        len: _,
+                        runs,
+                        pinned,
+                        ro,
+                    } = t
+                    else {
+                        unreachable!()
+                    };
+                    let runs: &'static [PhysRun] = Box::leak(
+                        runs.iter()
+                            .map(|&(pa, l)| PhysRun::vram(VramAddress::new(pa), l))
+                            .collect::<Vec<_>>()
+                            .into_boxed_slice(),
+                    );
+                    let attrs = PteAttrs {
+                        read_only: *ro,
+                        ..Default::default()
+                    };
+                    let r = sut.gpu.run(|v, _| {
+                        sut.space.prepare_map(
+                            &mut sut.alloc,
+                            v,
+                            VaPlacement::Fixed(VirtAddr::new(*va)),
+                            runs,
+                            attrs,
+                            *pinned,
+                        )
+                    });
+                    match r {
+                        Ok(op) => Some(op),
+                        Err(VmmError::Va(VaError::InUse)) => None,
+                        Err(e) => panic!("prepare failed: {e}"),
+                    }
+                };
+                let pa = prep(&mut sut, a);
+                let pb = prep(&mut sut, b);
+                let exec = |sut: &mut Sut<S>, op| match sut
+                    .gpu
+                    .run(|vram, tlb| sut.space.execute(vram, tlb, op).ok())
+                {
+                    Some(Executed::Mapped(m, st)) => {
+                        assert_eq!(st.invalidates, 1);
+                        m
+                    }
+                    _ => panic!("execute failed"),
+                };
+                let mut new_maps = Vec::new();
+                let run_a = |sut: &mut Sut<S>, new_maps: &mut Vec<Mapping>, op| {
+                    if *cancel_a {
+                        sut.space.cancel(&mut sut.alloc, op).unwrap();
+                    } else {
+                        new_maps.push(exec(sut, op));
+                    }
+                };
+                let mut b_map = None;
+                match (pa, pb, *b_first) {
+                    (pa, Some(pb), true) => {
+                        b_map = Some(exec(&mut sut, pb));
+                        if let Some(pa) = pa {
+                            run_a(&mut sut, &mut new_maps, pa);
+                        }
+                    }
+                    (pa, pb, _) => {
+                        if let Some(pa) = pa {
+                            run_a(&mut sut, &mut new_maps, pa);
+                        }
+                        if let Some(pb) = pb {
+                            b_map = Some(exec(&mut sut, pb));
+                        }
+                    }
+                }
+                // The model appends b, then a.
+                if let Some(m) = b_map {
+                    sut.maps.push(m);
+                }
+                sut.maps.extend(new_maps);
+                assert_eq!(sut.maps.len(), model.recs.len());
+                let (
+                    Tr::Map {
+                        va: av, len: al, ..
+                    },
+                    Tr::Map {
+                        va: bv, len: bl, ..
+                    },
+                ) = (a.as_ref(), b.as_ref())
+                else {
+                    unreachable!()
+                };
+                sut.check_range(model, *av, *al);
+                Some((*bv, *bl))
             }
         };
         if let Some((va, len)) = touched {
@@ -479,12 +647,12 @@ impl<S: Sel> StateMachineTest for Test<S> {
 
     fn teardown(mut sut: Sut<S>, _: Model<S>) {
         for m in std::mem::take(&mut sut.maps) {
-            let (vram, tlb) = sut.gpu.parts();
-            sut.space
-                .unmap(&mut sut.alloc, vram, tlb, m)
+            sut.gpu
+                .run(|vram, tlb| sut.space.unmap(&mut sut.alloc, vram, tlb, m))
                 .map_err(|(_, e)| e)
                 .unwrap();
         }
+        sut.gpu.assert_protocol();
         assert_eq!(sut.space.table_count(), 1, "only the root remains");
         assert_eq!(sut.alloc.used(), sut.baseline);
         sut.space.destroy(&mut sut.alloc);
@@ -493,7 +661,7 @@ impl<S: Sel> StateMachineTest for Test<S> {
 }
 
 prop_state_machine! {
-    #![proptest_config(ProptestConfig { cases: 24, .. ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 32, .. ProptestConfig::default() })]
     #[test]
     fn vmm_turing(sequential 1..24 => Test<Turing>);
     #[test]
@@ -502,4 +670,23 @@ prop_state_machine! {
     fn vmm_hopper(sequential 1..24 => Test<Hopper>);
     #[test]
     fn vmm_blackwell(sequential 1..24 => Test<Blackwell>);
+}
+
+// The register path: PRAMIN with 32-bit MMIO on a pre-Hopper, a Hopper and a Blackwell chip
+// (the three window registers), Pascal (hub PRI invalidate registers), 64-bit MMIO on one chip
+// of each MMU version.
+prop_state_machine! {
+    #![proptest_config(ProptestConfig { cases: 16, .. ProptestConfig::default() })]
+    #[test]
+    fn vmm_regs_turing(sequential 1..20 => Test<TuringRegs>);
+    #[test]
+    fn vmm_regs_pascal(sequential 1..20 => Test<PascalRegs>);
+    #[test]
+    fn vmm_regs_hopper(sequential 1..20 => Test<HopperRegs>);
+    #[test]
+    fn vmm_regs_blackwell(sequential 1..20 => Test<BlackwellRegs>);
+    #[test]
+    fn vmm_regs64_ampere(sequential 1..20 => Test<AmpereRegs64>);
+    #[test]
+    fn vmm_regs64_blackwell_gb10x(sequential 1..20 => Test<Blackwell10xRegs64>);
 }

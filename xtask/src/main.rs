@@ -9,6 +9,7 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 
+mod kernel;
 mod nightly;
 
 fn main() -> ExitCode {
@@ -19,8 +20,9 @@ fn main() -> ExitCode {
         Some("setup") => setup(),
         Some("fuzz") => nightly::fuzz(&args[1..]),
         Some("miri") => nightly::miri(),
+        Some("kernel-test") => kernel::kernel_test(),
         _ => {
-            eprintln!("usage: cargo xtask <ci|demo|setup|fuzz [TARGET] [SECONDS]|miri> [args]");
+            eprintln!("usage: cargo xtask <ci|demo|setup|fuzz [TARGET] [SECONDS]|miri|kernel-test> [args]");
             return ExitCode::from(2);
         }
     };
@@ -146,6 +148,7 @@ fn ci() -> Result<()> {
         &[("RUSTDOCFLAGS", "-D warnings")],
     )?;
     run("cargo", &["test", "--workspace", "--all-features"])?;
+    kernel::kernel_test()?;
     // Nightly toolchain: miri over the core's and the simulator's unit tests, then a smoke run
     // of every fuzz target (a minute each).
     nightly::miri()?;

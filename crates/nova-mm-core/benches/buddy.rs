@@ -496,7 +496,6 @@ fn crit(c: &mut Criterion) {
                 p.dealloc(f, 3);
             })
         });
-        drop(b);
         let mut pool10 = Pool::new(10 * GIB);
         let mut b10 = pool10.buddy();
         let r9 = req(AllocMode::Simple, 9 * GIB, K4).with_flags(AllocFlags::CONTIGUOUS);
@@ -575,6 +574,17 @@ fn main() {
         let mut pool = Pool::new(80 * GIB);
         for d in [Drain::Lifo, Drain::Fifo] {
             println!("{d:?} {:?}", fill_drain_ours(&mut pool, d));
+        }
+        return;
+    }
+    if filter.iter().any(|f| f == "profile-frag") {
+        let mut pool = Pool::new(4 * GIB);
+        for _ in 0..5 {
+            println!(
+                "phase 1 {:.2} ms, phase 2 {:.2} ms",
+                frag_phase1_ours(&mut pool),
+                frag_phase2_ours(&mut pool)
+            );
         }
         return;
     }

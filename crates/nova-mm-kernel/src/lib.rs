@@ -8,11 +8,66 @@
 //!   [`nova_mm_core::hw::tlb_regs::TlbRegs`] run on it.
 //! - [`KernelTime`] is the kernel's clock and delay (`ktime_get_ns`, `fsleep`/`udelay`);
 //!   [`KernelClock`] turns it into the core's [`Clock`].
-//! - [`ToErrno`] maps every core error to a kernel errno, and [`impl_to_errno!`] lets later
-//!   error types (buddy allocator, VMM) join with one declaration each.
+//! - [`ToErrno`] maps every core error to a kernel errno (hardware layer, buddy allocator, VA
+//!   allocator, walker, page-table formats, address-space manager, BAR1 window), and
+//!   [`impl_to_errno!`] lets later error types join with one declaration each.
 //!
 //! How a driver vendors and builds nova-mm inside the kernel tree, without Cargo, is described
 //! in [`embedding`].
+//!
+//! # Example
+//!
+//! A stand-in for the kernel's `pci::Bar` (plain memory that can be "unbound"), turned into the
+//! core's PRAMIN window; every failure comes back as an errno.
+//!
+//! ```
+//! use std::cell::{Cell, RefCell};
+//!
+//! use nova_mm_core::hw::pramin::Pramin;
+//! use nova_mm_core::{Chip, VramAccess, VramAddress};
+//! use nova_mm_kernel::{Errno, KernelBar, KernelMmio, ToErrno};
+//!
+//! /// 16 MiB of BAR0 as plain memory.
+//! struct Bar0 {
+//!     regs: RefCell<Vec<u32>>,
+//!     unbound: Cell<bool>,
+//! }
+//! impl KernelBar for Bar0 {
+//!     fn maxsize(&self) -> usize {
+//!         16 << 20
+//!     }
+//!     fn try_read32(&self, off: usize) -> Result<u32, Errno> {
+//!         if self.unbound.get() {
+//!             return Err(Errno::ENODEV);
+//!         }
+//!         self.regs.borrow().get(off / 4).copied().ok_or(Errno::EINVAL)
+//!     }
+//!     fn try_write32(&self, value: u32, off: usize) -> Result<(), Errno> {
+//!         if self.unbound.get() {
+//!             return Err(Errno::ENODEV);
+//!         }
+//!         *self.regs.borrow_mut().get_mut(off / 4).ok_or(Errno::EINVAL)? = value;
+//!         Ok(())
+//!     }
+//! }
+//!
+//! let bar = Bar0 { regs: RefCell::new(vec![0; (16 << 20) / 4]), unbound: Cell::new(false) };
+//! let mmio = KernelMmio::new(&bar);
+//! let mut pramin = Pramin::new(&mmio, Chip::Ampere, 1 << 30).map_err(|e| e.to_errno())?;
+//!
+//! let addr = VramAddress::new(0x2000_0008);
+//! pramin.write64(addr, 0x1234_5678_9abc_def0).map_err(|e| e.to_errno())?;
+//! assert_eq!(pramin.read64(addr).map_err(|e| e.to_errno())?, 0x1234_5678_9abc_def0);
+//! // The window register (NV_PBUS_BAR0_WINDOW, 0x1700) now holds VRAM 0x2000_0000 >> 16.
+//! assert_eq!(bar.regs.borrow()[0x1700 / 4] & 0xff_ffff, 0x2000);
+//!
+//! // Beyond the VRAM size, and after the device went away: errnos, no panic.
+//! let beyond = pramin.read32(VramAddress::new(1 << 30)).unwrap_err();
+//! assert_eq!(beyond.to_errno(), Errno::ERANGE);
+//! bar.unbound.set(true);
+//! assert_eq!(pramin.read32(VramAddress::new(0)).unwrap_err().to_errno(), Errno::ENODEV);
+//! # Ok::<(), Errno>(())
+//! ```
 #![no_std]
 #![forbid(unsafe_code)]
 #![cfg_attr(
@@ -34,6 +89,8 @@
 
 pub mod embedding;
 mod errno;
+#[cfg(feature = "selftest")]
+pub mod selftest;
 
 pub use errno::{Errno, ToErrno};
 

@@ -25,7 +25,9 @@
 //!   is unmapped); [`Fault::PdeInvalid`] at PD0 means both halves are invalid.
 //! - Strict mode (the default) faults on bits the formats reserve (peer bits in vidmem PDEs and
 //!   PTEs, bits above the address fields, bits 11:6 and the undefined PCF values 4..7 (bit 5)
-//!   of v3 PDE pointers, a non-zero high qword beside a 2 MiB PTE) and on large-page addresses
+//!   of v3 PDE pointers, the low bits no field of §1.2/§1.3 names in valid v2 pointers: upper
+//!   PDE bits 4, 6, 7 and bit 5 on Pascal, which has no NO_ATS, and dual-PDE small-half bits 64
+//!   and 68..71, a non-zero high qword beside a 2 MiB PTE) and on large-page addresses
 //!   not aligned to the page size. Lenient mode ignores reserved bits and masks the low address
 //!   bits of large pages.
 //! - Table addresses: the PDB must be 4 KiB aligned; a table entry that lies (partly) outside the

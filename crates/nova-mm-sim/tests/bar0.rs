@@ -128,7 +128,7 @@ fn nova_pramin_selftest_edge_cases() {
         p.write64(VramAddress::new(far), 0x0102_0304_0506_0708)
             .unwrap();
         assert_eq!(bar.counters().window_moves, moves + 1);
-        assert_eq!(bar.window().0, far & !0xFFFF);
+        assert_eq!(bar.window().0, far & !0xF_FFFF);
         assert_eq!(p.read32(VramAddress::new(base + 8)).unwrap(), 0xDEAD_BEEF);
         assert_eq!(
             p.read64(VramAddress::new(far)).unwrap(),
@@ -141,7 +141,7 @@ fn nova_pramin_selftest_edge_cases() {
         // (40 bits before Hopper, 38 on Hopper, 39 on GB20x).
         let top = VramAddress::new(reach - 8);
         p.write64(top, 7).unwrap();
-        assert_eq!(bar.window().0, reach - 0x1_0000);
+        assert_eq!(bar.window().0, reach - 0x10_0000);
         assert_eq!(p.read64(top).unwrap(), 7);
         let beyond = VramAddress::new(reach);
         assert!(matches!(p.read8(beyond), Err(VramError::OutOfRange { .. })));
@@ -380,7 +380,10 @@ fn bulk_pte_write_cost() {
             let per_pte_limit = if native { 1.05 } else { 2.05 };
             assert!((mmio_writes as f64) / (PTES as f64) <= per_pte_limit);
             assert!(c.window_moves <= windows_touched);
-            assert_eq!(c.window_writes, c.window_moves);
+            // Every register write is a move PRAMIN decided; the model counts as moves the
+            // writes that change the register (the first may rewrite its reset value, 0).
+            assert_eq!(c.window_writes, p.stats().window_moves);
+            assert!(c.window_moves <= c.window_writes);
             let mut back = vec![0u64; PTES as usize];
             p.read_u64s(start, &mut back).unwrap();
             assert_eq!(back, ptes);

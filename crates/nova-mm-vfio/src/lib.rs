@@ -20,11 +20,12 @@
 //! The kernel ABI comes from `vfio-bindings` (structures and constants) and `rustix` (ioctl,
 //! mmap); the ioctl layer sits behind [`DeviceFd`] and sysfs behind [`sysfs::SysFs`], so the
 //! logic is tested without hardware. Set `NOVA_MM_VFIO_DEVICE=DDDD:BB:DD.F` to run the hardware
-//! test.
+//! test. [`StdClock`] is the host's monotonic clock for the core's TLB-invalidate polls.
 #![deny(missing_docs)]
 #![deny(unsafe_op_in_unsafe_fn)]
 
 pub mod bar;
+pub mod clock;
 pub mod device;
 pub mod error;
 pub mod gpu;
@@ -33,6 +34,7 @@ pub mod region;
 pub mod sysfs;
 
 pub use bar::{BarStats, VfioBar};
+pub use clock::StdClock;
 pub use device::{DeviceFd, Interface, Mapping, RealDevice};
 pub use error::VfioError;
 pub use gpu::{OpenOptions, VfioGpu, MIN_BAR0_SIZE};

@@ -6,7 +6,8 @@
 //! 3. "Firmware" builds a BAR1 page directory in its reserved memory (root, one table per level,
 //!    1 MiB of its own memory mapped with 64 KiB pages at BAR1 offset 0), written directly to
 //!    VRAM as the GSP would, and binds BAR1 to it ([`SimGpu::bind_bar`]).
-//! 4. The core VMM takes over that directory ([`AddressSpace::over_existing`]); every VRAM
+//! 4. The core VMM takes over that directory
+//!    ([`AddressSpace::over_existing`](nova_mm_core::vmm::AddressSpace::over_existing)); every VRAM
 //!    access it makes goes through the core's `hw::Pramin` over the simulated BAR0 (a real
 //!    window register, so window moves are counted), and every TLB invalidate through the
 //!    core's `hw::TlbRegs` writing the invalidate registers of the simulated BAR0, which
@@ -24,7 +25,6 @@
 //! through the host's BAR0) and for the report after the counters were taken.
 
 use std::cell::RefCell;
-use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::io::Write;
 use std::path::Path;
@@ -123,35 +123,23 @@ impl Clock for StdClock {
     }
 }
 
-/// Page tables from the buddy allocator, counted.
+/// Page tables from the buddy allocator (the core's `PageTableAllocator for Buddy`: top-down
+/// 4 KiB blocks), counted.
 struct TableAlloc {
     buddy: Buddy<'static>,
-    blocks: HashMap<u64, Block>,
     allocated: u64,
     freed: u64,
 }
 
 impl PageTableAllocator for TableAlloc {
     fn alloc_table(&mut self) -> Result<VramAddress, PtAllocError> {
-        let req = AllocRequest::new(AllocMode::TopDown, 4096, 4096);
-        let blocks = self
-            .buddy
-            .alloc_blocks(&req)
-            .map_err(|_| PtAllocError::OutOfMemory)?;
-        let [b] = blocks.as_slice() else {
-            let _ = self.buddy.free_blocks(&blocks, false);
-            return Err(PtAllocError::Backend(-22));
-        };
-        self.blocks.insert(b.offset(), *b);
+        let a = self.buddy.alloc_table()?;
         self.allocated += 1;
-        Ok(VramAddress::new(b.offset()))
+        Ok(a)
     }
     fn free_table(&mut self, addr: VramAddress) {
-        if let Some(b) = self.blocks.remove(&addr.raw()) {
-            // A table handed back is dirty (it held entries).
-            let _ = self.buddy.free_blocks(&[b], false);
-            self.freed += 1;
-        }
+        self.buddy.free_table(addr);
+        self.freed += 1;
     }
 }
 
@@ -291,7 +279,6 @@ fn run_as<M: PtFormat>(
     .map_err(|e| demo_err("buddy allocator")(e.to_string()))?;
     let mut alloc = TableAlloc {
         buddy,
-        blocks: HashMap::new(),
         allocated: 0,
         freed: 0,
     };

@@ -1,6 +1,8 @@
 //! Helpers shared by the VMM integration tests.
 #![allow(dead_code)]
 
+pub mod backend;
+
 use nova_mm_core::vmm::{PageTableAllocator, PtAllocError};
 use nova_mm_core::VramAddress;
 

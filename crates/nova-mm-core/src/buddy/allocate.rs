@@ -6,7 +6,7 @@
 //! request are given back and the sink is truncated, and since the free maps are canonical
 //! (buddies always merge) the allocator is then exactly as before.
 
-use super::bitmap::{msb, pow2, ClearMode, Core, Ctx};
+use super::bitmap::{msb, pow2, wmask, ClearMode, Core, Ctx};
 use super::layout::{T_CLEAR, T_DIRTY, T_FREE};
 use super::sink::BlockSink;
 use super::types::{AllocFlags, AllocMode, AllocRequest, Block, BuddyError, InvalidArg};
@@ -50,6 +50,7 @@ impl<C: core::ops::DerefMut<Target = Core>, M: core::ops::DerefMut<Target = [u64
 
     /// Splits maximal free block `(j, q)` down to its order-`k` descendant `p` and allocates it.
     /// Returns whether it was all clear.
+    #[inline]
     pub(crate) fn carve_from(&mut self, j: u32, q: u64, k: u32, p: u64) -> bool {
         self.set_free(j, q, false);
         let mut o = j;
@@ -77,6 +78,7 @@ impl<C: core::ops::DerefMut<Target = Core>, M: core::ops::DerefMut<Target = [u64
     }
 
     /// The smallest non-empty order `≥ k` and its highest block.
+    #[inline]
     fn smallest_block(&mut self, k: u32) -> Option<(u32, u64)> {
         let mask = self.c.nonempty & !pow2(k).wrapping_sub(1);
         if mask == 0 {
@@ -88,9 +90,23 @@ impl<C: core::ops::DerefMut<Target = Core>, M: core::ops::DerefMut<Target = [u64
     }
 
     /// Highest maximal free block of order `j`, starting from the tree's upper-bound hint.
+    #[inline]
     fn highest_in(&mut self, j: u32) -> Option<u64> {
         let t = super::bitmap::tree_of(j);
         let hint = self.c.top.get(t).copied().unwrap_or(u64::MAX);
+        // Most often the hint's own word still holds the answer.
+        let hi = hint.min(self.level_bits(t, 0));
+        if hi > 0 {
+            let w = hi.wrapping_sub(1) >> 6;
+            let word = self.lword(t, 0, w) & wmask(w, 0, hi);
+            if word != 0 {
+                let q = w.wrapping_shl(6) | u64::from(msb(word));
+                if let Some(h) = self.c.top.get_mut(t) {
+                    *h = q.wrapping_add(1);
+                }
+                return Some(q);
+            }
+        }
         let q = self
             .find_prev(t, 0, 0, hint)
             .or_else(|| self.find_prev(t, 0, 0, u64::MAX));
@@ -267,6 +283,19 @@ impl<C: core::ops::DerefMut<Target = Core>, M: core::ops::DerefMut<Target = [u64
         self.release_range(keep, e, ClearMode::Keep);
     }
 
+    /// One chunk, simple placement, no clear preference.
+    #[inline]
+    fn alloc_chunk(&mut self, sink: &mut dyn BlockSink) -> Result<(), BuddyError> {
+        let (j, q) = self.smallest_block(0).ok_or(BuddyError::NoSpace)?;
+        let p = q.wrapping_add(1).wrapping_shl(j).wrapping_sub(1);
+        let clear = self.carve_from(j, q, 0, p);
+        if sink.try_push(self.block(0, p, clear)) {
+            return Ok(());
+        }
+        self.release(0, p, ClearMode::Keep);
+        Err(BuddyError::SinkFull)
+    }
+
     /// The whole of `alloc_blocks`.
     pub(crate) fn alloc_request(
         &mut self,
@@ -275,6 +304,16 @@ impl<C: core::ops::DerefMut<Target = Core>, M: core::ops::DerefMut<Target = [u64
     ) -> Result<(), BuddyError> {
         let shift = self.c.shift;
         let chunk = pow2(shift);
+        if req.size == chunk
+            && req.min_block_size == chunk
+            && req.mode == AllocMode::Simple
+            && self.c.n > 1
+            && pref_any(self.c.avail, self.c.clear_avail)
+        {
+            // The single-chunk hot path: every argument check passes (the pool has more than one
+            // chunk, so this is not an exact range), no rounding, no loop, no trim.
+            return self.alloc_chunk(sink);
+        }
         let mm = self.c.n.wrapping_shl(shift);
         let base = self.c.base;
         let inval = |a| Err(BuddyError::Invalid(a));
@@ -313,21 +352,6 @@ impl<C: core::ops::DerefMut<Target = Core>, M: core::ops::DerefMut<Target = [u64
                 return inval(InvalidArg::ExactRangeMisaligned);
             }
             return self.exact(s, e, sink);
-        }
-        if size == chunk
-            && min == chunk
-            && req.mode == AllocMode::Simple
-            && pref_any(self.c.avail, self.c.clear_avail)
-        {
-            // The single-chunk hot path: no rounding, no loop, no trim.
-            let (p, clear) = self
-                .alloc_one(0, Place::Simple, Pref::Any)
-                .ok_or(BuddyError::NoSpace)?;
-            if sink.try_push(self.block(0, p, clear)) {
-                return Ok(());
-            }
-            self.release(0, p, ClearMode::Keep);
-            return Err(BuddyError::SinkFull);
         }
         let contig = req.flags.contains(AllocFlags::CONTIGUOUS);
         let want_clear = req.flags.contains(AllocFlags::CLEAR);

@@ -50,15 +50,27 @@ pub(crate) fn free0(f: u64) -> u64 {
     f & !swapped
 }
 
-/// Population count, fast for the common 0- and 1-bit cases (the baseline x86-64 target has no
-/// `popcnt` instruction).
+/// Population count, fast for the common cases of the allocator: 0, one bit, and one
+/// contiguous run of bits (the baseline x86-64 target has no `popcnt` instruction).
 #[inline]
 pub(crate) fn pc(x: u64) -> u64 {
-    if x & x.wrapping_sub(1) == 0 {
-        u64::from(x != 0)
+    if x == 0 {
+        return 0;
+    }
+    let t = x.trailing_zeros();
+    let y = x >> t;
+    if y & y.wrapping_add(1) == 0 {
+        u64::from(64u32.saturating_sub(x.leading_zeros()).saturating_sub(t))
     } else {
         u64::from(x.count_ones())
     }
+}
+
+/// The metadata index range of words `[w0, w1)` of a region at `off`.
+fn span(off: usize, w0: u64, w1: u64) -> Option<core::ops::Range<usize>> {
+    let a = off.checked_add(usize::try_from(w0).ok()?)?;
+    let b = off.checked_add(usize::try_from(w1).ok()?)?;
+    (a <= b).then_some(a..b)
 }
 
 #[inline]
@@ -217,22 +229,34 @@ impl<C: core::ops::Deref<Target = Core>, M: core::ops::Deref<Target = [u64]>> Ct
         if s >= e {
             return true;
         }
-        let mut w = s >> 6;
-        let last = e.saturating_sub(1) >> 6;
-        while w <= last {
+        let off = if clear {
+            self.c.layout.c_off
+        } else {
+            self.c.layout.f_off
+        };
+        let target = if want { u64::MAX } else { 0 };
+        let word_ok = |w: u64| {
             let mask = wmask(w, s, e);
-            let x = if clear { self.cw(w) } else { self.fw(w) };
-            let ok = if want {
+            let x = self.rd(ix(off, w));
+            if want {
                 x & mask == mask
             } else {
                 x & mask == 0
-            };
-            if !ok {
-                return false;
             }
-            w = w.saturating_add(1);
+        };
+        let first = s >> 6;
+        let last = e.saturating_sub(1) >> 6;
+        if !word_ok(first) || !word_ok(last) {
+            return false;
         }
-        true
+        if last > first.saturating_add(1) {
+            match span(off, first.saturating_add(1), last).and_then(|r| self.m.get(r)) {
+                Some(ws) => ws.iter().fold(0, |a, &x| a | (x ^ target)) == 0,
+                None => false,
+            }
+        } else {
+            true
+        }
     }
 
     /// First allocated chunk in `[s, e)`.
@@ -262,6 +286,7 @@ impl<C: core::ops::DerefMut<Target = Core>, M: core::ops::DerefMut<Target = [u64
     }
 
     /// Sets or clears bit `b` of level `l` of tree `t` and keeps the summaries above in step.
+    #[inline]
     pub(crate) fn flip(&mut self, t: usize, mut l: usize, mut b: u64, on: bool) {
         let Some(tl) = self.c.layout.trees.get(t) else {
             return;
@@ -285,7 +310,7 @@ impl<C: core::ops::DerefMut<Target = Core>, M: core::ops::DerefMut<Target = [u64
     }
 
     /// Records block `i` of order `k ≥ 1` as a maximal free block (or not).
-    #[inline]
+    #[inline(always)]
     pub(crate) fn set_free(&mut self, k: u32, i: u64, on: bool) {
         if k == 0 {
             return;
@@ -313,9 +338,10 @@ impl<C: core::ops::DerefMut<Target = Core>, M: core::ops::DerefMut<Target = [u64
         }
     }
 
-    /// [`Self::fc_range`] for one chunk: the hot path of single-chunk allocation and free, with
-    /// the counter updates known without population counts.
-    #[inline]
+    /// [`Self::fc_range`] for one chunk: the hot path of single-chunk allocation and free. Only
+    /// the pair of chunks holding `p` can change its order-0 blocks, so every counter delta is
+    /// known from a few bits, without population counts.
+    #[inline(always)]
     fn fc_chunk(&mut self, p: u64, free: bool, cm: ClearMode) -> bool {
         let w = p >> 6;
         let b = bit(p);
@@ -348,32 +374,33 @@ impl<C: core::ops::DerefMut<Target = Core>, M: core::ops::DerefMut<Target = [u64
         if (di_o == 0) != (di_n == 0) {
             self.flip(T_DIRTY, 1, w, di_n != 0);
         }
-        let (z_o, z_n) = (free0(f), free0(nf));
-        if (z_o == 0) != (z_n == 0) {
-            self.flip(T_ORDER0, 1, w, z_n != 0);
-        }
-        let core = &mut *self.c;
-        if z_o != z_n {
-            let up = z_n & !z_o;
-            if let Some(c0) = core.counts.get_mut(0) {
-                *c0 = c0.wrapping_add(pc(up)).wrapping_sub(pc(z_o & !z_n));
-                core.nonempty = if *c0 != 0 {
-                    core.nonempty | 1
-                } else {
-                    core.nonempty & !1
-                };
+        // The pair of `p` holds one order-0 block iff exactly one of its chunks is free.
+        let s2 = u32::try_from(p & 62).unwrap_or(0);
+        let zo = ((f >> s2) ^ (f >> s2 >> 1)) & 1;
+        let zn = ((nf >> s2) ^ (nf >> s2 >> 1)) & 1;
+        if zo != zn {
+            let rest = free0(f) & !3u64.wrapping_shl(s2);
+            if rest == 0 {
+                self.flip(T_ORDER0, 1, w, zn != 0);
             }
-            if up != 0 {
+            let core = &mut *self.c;
+            if let Some(c0) = core.counts.get_mut(0) {
+                *c0 = c0.wrapping_add(zn).wrapping_sub(zo);
+                core.nonempty = (core.nonempty & !1) | u64::from(*c0 != 0);
+            }
+            if zn != 0 {
                 if let Some(h) = core.top.get_mut(T_ORDER0) {
                     *h = (*h).max(w.wrapping_shl(6).wrapping_add(64));
                 }
             }
         }
-        core.avail = core.avail.wrapping_add(pc(nf & b)).wrapping_sub(pc(f & b));
+        let core = &mut *self.c;
+        let one = |x: u64| u64::from(x & b != 0);
+        core.avail = core.avail.wrapping_add(one(nf)).wrapping_sub(one(f));
         core.clear_avail = core
             .clear_avail
-            .wrapping_add(pc(cl_n & b))
-            .wrapping_sub(pc(cl_o & b));
+            .wrapping_add(one(cl_n))
+            .wrapping_sub(one(cl_o));
         if (nf & !f) != 0 || nc != c {
             core.gen = core.gen.wrapping_add(1);
         }
@@ -439,17 +466,101 @@ impl<C: core::ops::DerefMut<Target = Core>, M: core::ops::DerefMut<Target = [u64
 
     /// Sets chunks `[s, e)` free or allocated and applies `cm` to their clear bits. Returns
     /// whether every chunk was free and clear before.
+    #[inline(always)]
     pub(crate) fn fc_range(&mut self, s: u64, e: u64, free: bool, cm: ClearMode) -> bool {
-        let mut all_clear = true;
         if s >= e {
-            return all_clear;
+            return true;
         }
         if e == s.wrapping_add(1) {
             return self.fc_chunk(s, free, cm);
         }
+        let w = s >> 6;
+        if w == e.wrapping_sub(1) >> 6 {
+            return self.fc_word(w, wmask(w, s, e), free, cm);
+        }
+        self.fc_words(s, e, free, cm)
+    }
+
+    /// [`Self::fc_range`] for the chunks of `mask` in word `w` (blocks below 64 chunks).
+    #[inline(always)]
+    fn fc_word(&mut self, w: u64, mask: u64, free: bool, cm: ClearMode) -> bool {
+        let fi = ix(self.c.layout.f_off, w);
+        let ci = ix(self.c.layout.c_off, w);
+        let f = self.rd(fi);
+        let c = self.rd(ci);
+        let all_clear = f & c & mask == mask;
+        let nf = if free { f | mask } else { f & !mask };
+        let nc = match cm {
+            ClearMode::Keep => c,
+            ClearMode::Set(true) => c | mask,
+            ClearMode::Set(false) => c & !mask,
+        };
+        if nf == f && nc == c {
+            return all_clear;
+        }
+        self.wr(fi, nf);
+        if nc != c {
+            self.wr(ci, nc);
+        }
+        if (f == 0) != (nf == 0) {
+            self.flip(T_FREE, 1, w, nf != 0);
+        }
+        let (cl_o, cl_n) = (f & c, nf & nc);
+        if (cl_o == 0) != (cl_n == 0) {
+            self.flip(T_CLEAR, 1, w, cl_n != 0);
+        }
+        let (di_o, di_n) = (f & !c, nf & !nc);
+        if (di_o == 0) != (di_n == 0) {
+            self.flip(T_DIRTY, 1, w, di_n != 0);
+        }
+        let (z_o, z_n) = (free0(f), free0(nf));
+        if z_o != z_n {
+            if (z_o == 0) != (z_n == 0) {
+                self.flip(T_ORDER0, 1, w, z_n != 0);
+            }
+            let core = &mut *self.c;
+            let up = z_n & !z_o;
+            if let Some(c0) = core.counts.get_mut(0) {
+                *c0 = c0.wrapping_add(pc(up)).wrapping_sub(pc(z_o & !z_n));
+                core.nonempty = (core.nonempty & !1) | u64::from(*c0 != 0);
+            }
+            if up != 0 {
+                if let Some(h) = core.top.get_mut(T_ORDER0) {
+                    *h = (*h).max(w.wrapping_shl(6).wrapping_add(64));
+                }
+            }
+        }
+        let core = &mut *self.c;
+        core.avail = core
+            .avail
+            .wrapping_add(pc(nf & !f))
+            .wrapping_sub(pc(f & !nf));
+        core.clear_avail = core
+            .clear_avail
+            .wrapping_add(pc(cl_n & !cl_o))
+            .wrapping_sub(pc(cl_o & !cl_n));
+        if (nf & !f) != 0 || nc != c {
+            core.gen = core.gen.wrapping_add(1);
+        }
+        all_clear
+    }
+
+    /// [`Self::fc_range`] for more than one chunk (`s < e`).
+    fn fc_words(&mut self, s: u64, e: u64, free: bool, cm: ClearMode) -> bool {
+        let mut all_clear = true;
         let mut w = s >> 6;
         let last = e.saturating_sub(1) >> 6;
+        // Whole words in the middle go through the bulk path.
+        let full_lo = s.div_ceil(64);
+        let full_hi = e >> 6;
         while w <= last {
+            if w == full_lo
+                && full_hi > full_lo.saturating_add(1)
+                && self.fc_full_words(full_lo, full_hi, free, cm, &mut all_clear)
+            {
+                w = full_hi;
+                continue;
+            }
             let mask = wmask(w, s, e);
             let f = self.fw(w);
             let c = self.cw(w);
@@ -466,6 +577,129 @@ impl<C: core::ops::DerefMut<Target = Core>, M: core::ops::DerefMut<Target = [u64
             w = w.saturating_add(1);
         }
         all_clear
+    }
+
+    /// Frees (or allocates) the whole words `[w0, w1)`, which must all be allocated (or all
+    /// free): a tight loop over the words and one summary update per 64 words, so large blocks
+    /// cost a memset rather than a bit walk. Returns `false` (nothing done) if a word is not in
+    /// the expected state.
+    fn fc_full_words(
+        &mut self,
+        w0: u64,
+        w1: u64,
+        free: bool,
+        cm: ClearMode,
+        all_clear: &mut bool,
+    ) -> bool {
+        let (f_old, f_new) = if free { (0, u64::MAX) } else { (u64::MAX, 0) };
+        let (f_off, c_off) = (self.c.layout.f_off, self.c.layout.c_off);
+        let (Some(fr), Some(cr)) = (span(f_off, w0, w1), span(c_off, w0, w1)) else {
+            return false;
+        };
+        match self.m.get_mut(fr) {
+            // An OR-reduction (no early exit) so the scan vectorises.
+            Some(f) if f.iter().fold(0, |a, &x| a | (x ^ f_old)) == 0 => f.fill(f_new),
+            _ => return false,
+        }
+        let n = w1.wrapping_sub(w0).wrapping_shl(6);
+        let cs = self.m.get_mut(cr).unwrap_or(&mut []);
+        // Clear chunks among `cs`, fast for the common all-dirty and all-clear words.
+        let count = |cs: &[u64]| -> u64 {
+            if cs.iter().fold(0, |a, &x| a | x) == 0 {
+                0
+            } else if cs.iter().fold(u64::MAX, |a, &x| a & x) == u64::MAX {
+                n
+            } else {
+                cs.iter()
+                    .fold(0u64, |a, &x| a.wrapping_add(u64::from(x.count_ones())))
+            }
+        };
+        let (clear_old, clear_new, c_changed) = match (free, cm) {
+            // Allocating: the chunks were free, their clear bits count; they stay.
+            (false, ClearMode::Keep) => (count(cs), 0, false),
+            (false, ClearMode::Set(v)) => {
+                let old = count(cs);
+                let target = if v { n } else { 0 };
+                cs.fill(if v { u64::MAX } else { 0 });
+                (old, 0, old != target)
+            }
+            // Freeing: nothing was free before.
+            (true, ClearMode::Keep) => (0, count(cs), false),
+            (true, ClearMode::Set(v)) => {
+                cs.fill(if v { u64::MAX } else { 0 });
+                (0, if v { n } else { 0 }, true)
+            }
+        };
+        // Every chunk was free and clear before only when allocating all-clear words.
+        let any_not_clear = free || clear_old != n;
+        if any_not_clear {
+            *all_clear = false;
+        }
+        if free && cm == ClearMode::Keep {
+            for w in w0..w1 {
+                let c = self.cw(w);
+                if c != 0 {
+                    self.flip(T_CLEAR, 1, w, true);
+                }
+                if c != u64::MAX {
+                    self.flip(T_DIRTY, 1, w, true);
+                }
+            }
+        }
+        self.level1_range(T_FREE, w0, w1, free);
+        if !free {
+            self.level1_range(T_CLEAR, w0, w1, false);
+            self.level1_range(T_DIRTY, w0, w1, false);
+        } else if cm == ClearMode::Set(true) {
+            self.level1_range(T_CLEAR, w0, w1, true);
+        } else if cm == ClearMode::Set(false) {
+            self.level1_range(T_DIRTY, w0, w1, true);
+        }
+        let core = &mut *self.c;
+        core.avail = if free {
+            core.avail.wrapping_add(n)
+        } else {
+            core.avail.wrapping_sub(n)
+        };
+        core.clear_avail = core
+            .clear_avail
+            .wrapping_add(clear_new)
+            .wrapping_sub(clear_old);
+        if free || c_changed {
+            core.gen = core.gen.wrapping_add(1);
+        }
+        true
+    }
+
+    /// Sets (or clears) level-1 bits `[w0, w1)` of tree `t`, a word at a time.
+    fn level1_range(&mut self, t: usize, w0: u64, w1: u64, on: bool) {
+        if self.levels(t) < 2 {
+            return;
+        }
+        let Some(off) = self
+            .c
+            .layout
+            .trees
+            .get(t)
+            .and_then(|tl| tl.off.get(1).copied())
+        else {
+            return;
+        };
+        let mut u = w0 >> 6;
+        let last = w1.saturating_sub(1) >> 6;
+        while u <= last {
+            let mask = wmask(u, w0, w1);
+            let i = ix(off, u);
+            let old = self.rd(i);
+            let new = if on { old | mask } else { old & !mask };
+            if new != old {
+                self.wr(i, new);
+                if (old == 0) != (new == 0) {
+                    self.flip(t, 2, u, on);
+                }
+            }
+            u = u.saturating_add(1);
+        }
     }
 
     /// Lowest set bit of level `l` of tree `t` in `[lo, hi)`. Summary bits above level 1 may be

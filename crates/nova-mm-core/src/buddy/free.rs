@@ -9,6 +9,7 @@ use super::types::{Block, BuddyError, InvalidArg};
 
 impl<C: core::ops::DerefMut<Target = Core>, M: core::ops::DerefMut<Target = [u64]>> Ctx<C, M> {
     /// Order and index of a block of this allocator, if it names a valid block position.
+    #[inline]
     pub(crate) fn locate(&self, b: &Block) -> Option<(u32, u64)> {
         if u32::from(b.chunk_shift) != self.c.shift {
             return None;
@@ -29,6 +30,7 @@ impl<C: core::ops::DerefMut<Target = Core>, M: core::ops::DerefMut<Target = [u64
     }
 
     /// Like [`Self::locate`], and every chunk of the block is allocated.
+    #[inline]
     fn locate_allocated(&self, b: &Block) -> Result<(u32, u64), BuddyError> {
         let bad = BuddyError::NotAllocated {
             offset: b.offset,
@@ -36,13 +38,23 @@ impl<C: core::ops::DerefMut<Target = Core>, M: core::ops::DerefMut<Target = [u64
         };
         let (k, p) = self.locate(b).ok_or(bad)?;
         let s = p.wrapping_shl(k);
-        if !self.range_all(s, s.wrapping_add(pow2(k)), false, false) {
+        let allocated = if k < 6 {
+            // Inside one word: one read.
+            let m = pow2(1u32.wrapping_shl(k))
+                .wrapping_sub(1)
+                .wrapping_shl(u32::try_from(s & 63).unwrap_or(0));
+            self.fw(s >> 6) & m == 0
+        } else {
+            self.range_all(s, s.wrapping_add(pow2(k)), false, false)
+        };
+        if !allocated {
             return Err(bad);
         }
         Ok((k, p))
     }
 
     /// Frees order-`k` block `p` (all its chunks allocated) and merges it up as far as it goes.
+    #[inline]
     pub(crate) fn release(&mut self, k: u32, p: u64, cm: ClearMode) {
         let s = p.wrapping_shl(k);
         self.fc_range(s, s.wrapping_add(pow2(k)), true, cm);
@@ -63,6 +75,23 @@ impl<C: core::ops::DerefMut<Target = Core>, M: core::ops::DerefMut<Target = [u64
             o = o.saturating_add(1);
         }
         self.set_free(o, q, true);
+    }
+
+    /// Frees the chunk at absolute `offset`: [`Self::locate_allocated`] and [`Self::release`]
+    /// for order 0, where every check is one comparison.
+    #[inline]
+    pub(crate) fn free_chunk_at(&mut self, offset: u64, cleared: bool) -> Result<(), BuddyError> {
+        let bad = BuddyError::NotAllocated { offset, order: 0 };
+        let rel = offset.checked_sub(self.c.base).ok_or(bad)?;
+        if rel & pow2(self.c.shift).wrapping_sub(1) != 0 {
+            return Err(bad);
+        }
+        let p = rel >> self.c.shift;
+        if p >= self.c.n || self.f_bit(p) {
+            return Err(bad);
+        }
+        self.release(0, p, ClearMode::Set(cleared));
+        Ok(())
     }
 
     /// `gpu_buddy_free_list`: all or nothing.

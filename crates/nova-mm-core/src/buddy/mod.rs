@@ -29,6 +29,58 @@
 //! Offsets in the metadata are chunk indices (u64); byte offsets only appear at the API, and
 //! every byte computation is checked, so `U64_MAX`-sized pools cannot overflow.
 //!
+//! # Example
+//!
+//! Kernel style: the metadata lives in caller storage sized by [`Buddy::metadata_words`], and
+//! blocks are written into a caller array ([`SliceSink`]); with the `alloc` feature,
+//! [`Buddy::new`] and [`Buddy::alloc_blocks`] do the same with `Vec`s.
+//!
+//! ```
+//! use nova_mm_core::buddy::{
+//!     AllocFlags, AllocMode, AllocRequest, Block, Buddy, BuddyError, BuddyParams, SliceSink,
+//! };
+//!
+//! // 96 MiB of VRAM starting at 1 GiB, in 4 KiB chunks: not a power of two, so two roots.
+//! let params = BuddyParams { base_offset: 1 << 30, size: 96 << 20, chunk_size: 4096 };
+//! let mut meta = vec![0u64; Buddy::metadata_words(&params)];
+//! let mut buddy = Buddy::with_storage(params, &mut meta)?;
+//! assert_eq!((buddy.root_count(), buddy.avail()), (2, 96 << 20));
+//!
+//! // 3 MiB, physically contiguous: a 4 MiB block trimmed to exactly 3 MiB.
+//! let mut out = [Block::EMPTY; 8];
+//! let mut sink = SliceSink::new(&mut out);
+//! let req =
+//!     AllocRequest::new(AllocMode::Simple, 3 << 20, 4096).with_flags(AllocFlags::CONTIGUOUS);
+//! buddy.alloc_into(&req, &mut sink)?;
+//! let blocks = sink.as_slice().to_vec();
+//! assert_eq!(blocks.iter().map(Block::size).sum::<u64>(), 3 << 20);
+//! assert!(blocks.windows(2).all(|w| w[0].offset() + w[0].size() == w[1].offset()));
+//!
+//! // 64 KiB blocks in the first 1 MiB only (a range request), as 64 KiB pages need.
+//! let mut out2 = [Block::EMPTY; 4];
+//! let mut sink2 = SliceSink::new(&mut out2);
+//! let low = AllocMode::Range { start: 1 << 30, end: (1 << 30) + (1 << 20) };
+//! buddy.alloc_into(&AllocRequest::new(low, 128 << 10, 64 << 10), &mut sink2)?;
+//! let low_blocks = sink2.as_slice().to_vec();
+//! let in_window = |b: &Block| b.offset() % (64 << 10) == 0 && b.offset() < (1 << 30) + (1 << 20);
+//! assert!(low_blocks.iter().all(in_window));
+//! assert_eq!(buddy.avail(), (96 << 20) - (3 << 20) - (128 << 10));
+//!
+//! // Bad input is a typed error, not a panic; nothing changes.
+//! let odd = AllocRequest::new(AllocMode::Simple, 5000, 4096);
+//! let mut one = [Block::EMPTY; 1];
+//! let refused = buddy.alloc_into(&odd, &mut SliceSink::new(&mut one));
+//! assert!(matches!(refused, Err(BuddyError::Invalid(_))));
+//!
+//! // Free everything: buddies merge back and the invariant walker finds nothing wrong.
+//! buddy.free_blocks(&blocks, false)?;
+//! buddy.free_blocks(&low_blocks, true)?;
+//! assert_eq!(buddy.avail(), 96 << 20);
+//! buddy.check().expect("consistent");
+//! assert!(buddy.leak_report().is_none());
+//! # Ok::<(), BuddyError>(())
+//! ```
+//!
 //! # Differences from gpu_buddy, by design
 //!
 //! - No force-merge: free blocks always merge, so a clear and a dirty buddy form one free block
@@ -67,6 +119,36 @@ enum Meta<'a> {
     Borrowed(&'a mut [u64]),
     #[cfg(feature = "alloc")]
     Owned(::alloc::vec::Vec<u64>),
+}
+
+impl Meta<'_> {
+    #[cfg(feature = "alloc")]
+    fn words_mut(&mut self) -> &mut [u64] {
+        match self {
+            Meta::Borrowed(s) => s,
+            Meta::Owned(v) => v.as_mut_slice(),
+        }
+    }
+
+    #[cfg(not(feature = "alloc"))]
+    fn words_mut(&mut self) -> &mut [u64] {
+        let Meta::Borrowed(s) = self;
+        s
+    }
+
+    #[cfg(feature = "alloc")]
+    fn words(&self) -> &[u64] {
+        match self {
+            Meta::Borrowed(s) => s,
+            Meta::Owned(v) => v.as_slice(),
+        }
+    }
+
+    #[cfg(not(feature = "alloc"))]
+    fn words(&self) -> &[u64] {
+        let Meta::Borrowed(s) = self;
+        s
+    }
 }
 
 /// A buddy allocator over `[base_offset, base_offset + size)`.
@@ -155,11 +237,7 @@ impl<'a> Buddy<'a> {
     }
 
     fn ctx(&mut self) -> Ctx<&mut Core, &mut [u64]> {
-        let m: &mut [u64] = match &mut self.meta {
-            Meta::Borrowed(s) => s,
-            #[cfg(feature = "alloc")]
-            Meta::Owned(v) => v.as_mut_slice(),
-        };
+        let m = self.meta.words_mut();
         Ctx {
             c: &mut self.core,
             m,
@@ -167,11 +245,7 @@ impl<'a> Buddy<'a> {
     }
 
     fn ctx_ref(&self) -> (&Core, &[u64]) {
-        let m: &[u64] = match &self.meta {
-            Meta::Borrowed(s) => s,
-            #[cfg(feature = "alloc")]
-            Meta::Owned(v) => v.as_slice(),
-        };
+        let m = self.meta.words();
         (&self.core, m)
     }
 
@@ -239,6 +313,9 @@ impl<'a> Buddy<'a> {
     ///
     /// [`BuddyError::NotAllocated`] if no such block is wholly allocated.
     pub fn free_at(&mut self, offset: u64, order: u32, cleared: bool) -> Result<(), BuddyError> {
+        if order == 0 {
+            return self.ctx().free_chunk_at(offset, cleared);
+        }
         let bad = BuddyError::NotAllocated { offset, order };
         let b = Block {
             offset,

@@ -13,6 +13,34 @@
 //! - [`VaAllocator::is_reserved`], [`VaAllocator::reservation_containing`],
 //!   [`VaAllocator::iter`].
 //!
+//! # Example
+//!
+//! ```
+//! use nova_mm_core::va_alloc::{VaAllocator, VaError, VaNode, VaRange};
+//! use nova_mm_core::VirtAddr;
+//!
+//! // A 256 MiB BAR1-sized space with room for 16 reservations, in fixed storage.
+//! let mut nodes = [VaNode::EMPTY; 16];
+//! let (base, limit) = (VirtAddr::new(0), VirtAddr::new(256 << 20));
+//! let mut va = VaAllocator::new(&mut nodes[..], base, limit, 4096)?;
+//!
+//! // The firmware already uses the first 1 MiB: reserve exactly that.
+//! va.reserve(VaRange::new(VirtAddr::new(0), 1 << 20)?)?;
+//! // 4 KiB anywhere: the lowest free address.
+//! let a = va.alloc(4096, 4096)?;
+//! assert_eq!(a.start(), VirtAddr::new(1 << 20));
+//! // 2 MiB aligned to 2 MiB: first fit above the reservations.
+//! let b = va.alloc(2 << 20, 2 << 20)?;
+//! assert_eq!(b.start(), VirtAddr::new(2 << 20));
+//! // Overlaps are refused with a typed error, before anything changes.
+//! assert!(va.reserve(VaRange::new(VirtAddr::new(0x1000), 4096)?).is_err());
+//!
+//! va.free(a)?;
+//! assert!(!va.is_reserved(VirtAddr::new(1 << 20)));
+//! assert_eq!(va.iter().count(), 2);
+//! # Ok::<(), VaError>(())
+//! ```
+//!
 //! # Complexity
 //!
 //! With `n` reservations: `reserve`, `free`, the queries and each step of `iter` are

@@ -7,9 +7,34 @@
 //! operation (one `HUBTLB_ONLY` invalidate), accessed through [`Bar1Io`] with every offset
 //! checked against the window, and unmapped by consuming it in one operation that reports its
 //! error and hands the window back on failure.
+//!
+//! # Unmapping on drop: [`Bar1Guard`]
+//!
+//! A [`Bar1Window`] is a plain token: dropping it unmaps nothing (its VA and pages stay mapped
+//! until the space is destroyed), which `#[must_use]` warns about. For scoped use, a
+//! [`Bar1Guard`] (from [`Bar1Window::into_guard`] or [`AddressSpace::bar1_map_guarded`])
+//! mutably borrows everything an unmap needs (the address space, the page-table allocator,
+//! VRAM, the TLB and the rollback storage for the saved entries) and unmaps the whole window in
+//! one operation (one `HUBTLB_ONLY` invalidate, tables freed) when dropped, on every path out of
+//! the scope, including `?` and unwinding.
+//!
+//! `Drop` cannot return an error and must not panic, so:
+//!
+//! - [`Bar1Guard::finish`] is the explicit, consuming unmap that returns the result; use it
+//!   wherever the caller can act on an error;
+//! - a failed unmap on drop is recorded in a `&mut Option<Bar1UnmapFailure>` slot the owner
+//!   passes when creating the guard (a driver keeps it next to its BAR1 state, or on the stack
+//!   around the scope). The failure carries the error and, when the unmap changed nothing (the
+//!   all-or-nothing rule), the window itself, still mapped, so the owner can retry the unmap
+//!   (e.g. after recovering the TLB-invalidate engine) or at least knows which BAR1 range is
+//!   still live. A slot that already holds a failure keeps that first one; the later window then
+//!   stays mapped until the space is destroyed, as a dropped [`Bar1Window`] would.
+//!
+//! The slot was chosen over a counter on the address space because it hands the window back
+//! (a counter could only say that something leaked) and costs the address space nothing.
 
 use super::{
-    AddressSpace, Kids, Mapping, Node, OpStats, PageTableAllocator, PhysRun, Slab, SpaceKind,
+    AddressSpace, Kids, Mapping, Node, OpStats, PageTableAllocator, PhysRun, Seg, Slab, SpaceKind,
     VaPlacement, VaRanges, VmmError,
 };
 use crate::addr::{PageSize, VirtAddr, VramAddress};
@@ -75,9 +100,11 @@ pub trait Bar1Io {
 }
 
 /// VRAM pages mapped into a BAR1 address space. Not `Clone`; release it with
-/// [`Bar1Window::unmap`].
+/// [`Bar1Window::unmap`], or wrap it in a [`Bar1Guard`] that unmaps it on drop. Dropping the
+/// window itself unmaps nothing: the pages stay reachable through BAR1 and the VA reserved until
+/// the address space is destroyed.
 #[derive(Debug)]
-#[must_use = "a BAR1 window stays mapped until unmapped"]
+#[must_use = "a BAR1 window stays mapped until unmapped: call `unmap`, or use `into_guard`"]
 pub struct Bar1Window {
     mapping: Mapping,
 }
@@ -111,6 +138,20 @@ pub fn pages_to_runs(pages: &[VramAddress], out: &mut [PhysRun]) -> Result<usize
     Ok(n)
 }
 
+/// The BAR1 address of an access of `size` bytes at `offset` in the window `[va, va + len)`.
+fn window_at(va: VirtAddr, len: u64, offset: u64, size: u64) -> Result<VirtAddr, Bar1Error> {
+    if offset.checked_rem(size) != Some(0) {
+        return Err(Bar1Error::Misaligned { offset, size });
+    }
+    match offset.checked_add(size) {
+        Some(end) if end <= len => {
+            va.checked_add(offset)
+                .ok_or(Bar1Error::OutOfBounds { offset, size, len })
+        }
+        _ => Err(Bar1Error::OutOfBounds { offset, size, len }),
+    }
+}
+
 impl Bar1Window {
     /// First BAR1 address of the window.
     #[must_use]
@@ -131,17 +172,7 @@ impl Bar1Window {
     }
 
     fn at(&self, offset: u64, size: u64) -> Result<VirtAddr, Bar1Error> {
-        let len = self.len();
-        if offset.checked_rem(size) != Some(0) {
-            return Err(Bar1Error::Misaligned { offset, size });
-        }
-        match offset.checked_add(size) {
-            Some(end) if end <= len => self
-                .va()
-                .checked_add(offset)
-                .ok_or(Bar1Error::OutOfBounds { offset, size, len }),
-            _ => Err(Bar1Error::OutOfBounds { offset, size, len }),
-        }
+        window_at(self.va(), self.len(), offset, size)
     }
 
     /// Reads 32 bits at `offset` in the window.
@@ -220,6 +251,245 @@ impl Bar1Window {
             .unmap_in(alloc, vram, tlb, self.mapping, segs)
             .map_err(|(m, e)| (m.map(|mapping| Bar1Window { mapping }), e))
     }
+
+    /// Wraps the window in a [`Bar1Guard`] that unmaps it in one operation when dropped,
+    /// borrowing what [`Bar1Window::unmap`] needs until then. `failure` receives the error
+    /// (and the window, if still mapped) should that unmap fail; see the module docs.
+    #[allow(clippy::too_many_arguments)]
+    pub fn into_guard<'a, M, N, K, V, A, W, T, G>(
+        self,
+        space: &'a mut AddressSpace<M, N, K, V>,
+        alloc: &'a mut A,
+        vram: &'a mut W,
+        tlb: &'a mut T,
+        segs: G,
+        failure: &'a mut Option<Bar1UnmapFailure>,
+    ) -> Bar1Guard<'a, M, N, K, V, A, W, T, G>
+    where
+        M: PtFormat,
+        N: Slab<Node>,
+        K: Slab<Kids>,
+        V: VaRanges,
+        A: PageTableAllocator + ?Sized,
+        W: VramAccess + ?Sized,
+        T: TlbInvalidate + ?Sized,
+        G: Slab<Seg>,
+    {
+        Bar1Guard {
+            va: self.va(),
+            len: self.len(),
+            window: Some(self),
+            segs: Some(segs),
+            space,
+            alloc,
+            vram,
+            tlb,
+            failure,
+        }
+    }
+}
+
+/// A failed unmap on drop of a [`Bar1Guard`], recorded in the slot given at its creation.
+#[derive(Debug)]
+#[must_use = "the window may still be mapped: retry `window.unmap` or keep it for destroy"]
+pub struct Bar1UnmapFailure {
+    /// The window, still mapped, when the unmap changed nothing (always, unless the unmap
+    /// found the shadow inconsistent or the window belongs to another space).
+    pub window: Option<Bar1Window>,
+    /// Why the unmap failed.
+    pub error: VmmError,
+}
+
+/// A [`Bar1Window`] that is unmapped, in one operation, when the guard is dropped.
+///
+/// It mutably borrows the address space, the allocator, VRAM and the TLB for its whole life
+/// (they are what the unmap needs), and owns the rollback storage `segs`. Reads and writes are
+/// bounds-checked against the window as with [`Bar1Window`]; the BAR1 aperture itself
+/// ([`Bar1Io`]) is separate hardware (a different PCI BAR) and is passed per access.
+/// [`Bar1Guard::backends`] reaches the borrowed VRAM and TLB meanwhile (e.g. for a PRAMIN
+/// cross-check).
+///
+/// Drop never panics: a failed unmap is stored in the failure slot (see the module docs).
+/// Prefer [`Bar1Guard::finish`] where the error can be handled.
+#[must_use = "dropping the guard at once unmaps the window again"]
+pub struct Bar1Guard<'a, M, N, K, V, A, W, T, G>
+where
+    M: PtFormat,
+    N: Slab<Node>,
+    K: Slab<Kids>,
+    V: VaRanges,
+    A: PageTableAllocator + ?Sized,
+    W: VramAccess + ?Sized,
+    T: TlbInvalidate + ?Sized,
+    G: Slab<Seg>,
+{
+    va: VirtAddr,
+    len: u64,
+    /// `Some` until `finish` or `drop` takes it.
+    window: Option<Bar1Window>,
+    segs: Option<G>,
+    space: &'a mut AddressSpace<M, N, K, V>,
+    alloc: &'a mut A,
+    vram: &'a mut W,
+    tlb: &'a mut T,
+    failure: &'a mut Option<Bar1UnmapFailure>,
+}
+
+impl<M, N, K, V, A, W, T, G> core::fmt::Debug for Bar1Guard<'_, M, N, K, V, A, W, T, G>
+where
+    M: PtFormat,
+    N: Slab<Node>,
+    K: Slab<Kids>,
+    V: VaRanges,
+    A: PageTableAllocator + ?Sized,
+    W: VramAccess + ?Sized,
+    T: TlbInvalidate + ?Sized,
+    G: Slab<Seg>,
+{
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Bar1Guard")
+            .field("va", &self.va)
+            .field("len", &self.len)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<M, N, K, V, A, W, T, G> Bar1Guard<'_, M, N, K, V, A, W, T, G>
+where
+    M: PtFormat,
+    N: Slab<Node>,
+    K: Slab<Kids>,
+    V: VaRanges,
+    A: PageTableAllocator + ?Sized,
+    W: VramAccess + ?Sized,
+    T: TlbInvalidate + ?Sized,
+    G: Slab<Seg>,
+{
+    /// First BAR1 address of the window.
+    #[must_use]
+    pub fn va(&self) -> VirtAddr {
+        self.va
+    }
+
+    /// Length of the window in bytes.
+    #[must_use]
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    /// Whether the window is empty (never).
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The address space the window is mapped in (read-only: e.g. to translate).
+    #[must_use]
+    pub fn space(&self) -> &AddressSpace<M, N, K, V> {
+        self.space
+    }
+
+    /// The borrowed VRAM and TLB, for PRAMIN accesses while the window is mapped. Writing
+    /// page tables behind the manager's back through them is the caller's responsibility.
+    pub fn backends(&mut self) -> (&mut W, &mut T) {
+        (&mut *self.vram, &mut *self.tlb)
+    }
+
+    /// Reads 32 bits at `offset` in the window.
+    ///
+    /// # Errors
+    ///
+    /// [`Bar1Error`]: out of the window, misaligned, or the BAR failed.
+    pub fn read32<B: Bar1Io + ?Sized>(&self, bar: &mut B, offset: u64) -> Result<u32, Bar1Error> {
+        bar.read32(window_at(self.va, self.len, offset, 4)?)
+    }
+
+    /// Writes 32 bits at `offset` in the window.
+    ///
+    /// # Errors
+    ///
+    /// [`Bar1Error`]: out of the window, misaligned, or the BAR failed.
+    pub fn write32<B: Bar1Io + ?Sized>(
+        &self,
+        bar: &mut B,
+        offset: u64,
+        value: u32,
+    ) -> Result<(), Bar1Error> {
+        bar.write32(window_at(self.va, self.len, offset, 4)?, value)
+    }
+
+    /// Reads 64 bits at `offset` in the window.
+    ///
+    /// # Errors
+    ///
+    /// [`Bar1Error`]: out of the window, misaligned, or the BAR failed.
+    pub fn read64<B: Bar1Io + ?Sized>(&self, bar: &mut B, offset: u64) -> Result<u64, Bar1Error> {
+        bar.read64(window_at(self.va, self.len, offset, 8)?)
+    }
+
+    /// Writes 64 bits at `offset` in the window.
+    ///
+    /// # Errors
+    ///
+    /// [`Bar1Error`]: out of the window, misaligned, or the BAR failed.
+    pub fn write64<B: Bar1Io + ?Sized>(
+        &self,
+        bar: &mut B,
+        offset: u64,
+        value: u64,
+    ) -> Result<(), Bar1Error> {
+        bar.write64(window_at(self.va, self.len, offset, 8)?, value)
+    }
+
+    /// Unmaps the window now, in one operation, and reports the result (the failure slot is
+    /// not touched).
+    ///
+    /// # Errors
+    ///
+    /// As [`Bar1Window::unmap`]: the error, with the window handed back (still mapped) when
+    /// nothing changed.
+    pub fn finish(mut self) -> Result<OpStats, (Option<Bar1Window>, VmmError)> {
+        self.unmap_now()
+    }
+
+    /// Takes the window and the rollback storage out and unmaps; afterwards `drop` has nothing
+    /// left to do.
+    fn unmap_now(&mut self) -> Result<OpStats, (Option<Bar1Window>, VmmError)> {
+        match (self.window.take(), self.segs.take()) {
+            (Some(w), Some(segs)) => w.unmap(
+                &mut *self.space,
+                &mut *self.alloc,
+                &mut *self.vram,
+                &mut *self.tlb,
+                segs,
+            ),
+            (w, _) => Err((w, VmmError::Inconsistent)),
+        }
+    }
+}
+
+impl<M, N, K, V, A, W, T, G> Drop for Bar1Guard<'_, M, N, K, V, A, W, T, G>
+where
+    M: PtFormat,
+    N: Slab<Node>,
+    K: Slab<Kids>,
+    V: VaRanges,
+    A: PageTableAllocator + ?Sized,
+    W: VramAccess + ?Sized,
+    T: TlbInvalidate + ?Sized,
+    G: Slab<Seg>,
+{
+    /// Unmaps the window in one operation; a failure goes to the slot (if it is empty).
+    fn drop(&mut self) {
+        if self.window.is_none() {
+            return;
+        }
+        if let Err((window, error)) = self.unmap_now() {
+            if self.failure.is_none() {
+                *self.failure = Some(Bar1UnmapFailure { window, error });
+            }
+        }
+    }
 }
 
 impl<M: PtFormat, N: Slab<Node>, K: Slab<Kids>, V: VaRanges> AddressSpace<M, N, K, V> {
@@ -264,5 +534,33 @@ impl<M: PtFormat, N: Slab<Node>, K: Slab<Kids>, V: VaRanges> AddressSpace<M, N, 
                 Err(error)
             }
         }
+    }
+
+    /// [`AddressSpace::bar1_map`], returning a [`Bar1Guard`] that unmaps the window when
+    /// dropped; `segs` is the rollback storage of that unmap (`Vec::new()` with `alloc`, or a
+    /// [`super::FixedSlab`]) and `failure` the slot that receives a failed unmap on drop.
+    ///
+    /// # Errors
+    ///
+    /// As [`AddressSpace::bar1_map`]; nothing is mapped then.
+    #[allow(clippy::too_many_arguments, clippy::type_complexity)]
+    pub fn bar1_map_guarded<'a, A, W, T, G>(
+        &'a mut self,
+        alloc: &'a mut A,
+        vram: &'a mut W,
+        tlb: &'a mut T,
+        runs: &[PhysRun],
+        page_size: Option<PageSize>,
+        segs: G,
+        failure: &'a mut Option<Bar1UnmapFailure>,
+    ) -> Result<Bar1Guard<'a, M, N, K, V, A, W, T, G>, VmmError>
+    where
+        A: PageTableAllocator + ?Sized,
+        W: VramAccess + ?Sized,
+        T: TlbInvalidate + ?Sized,
+        G: Slab<Seg>,
+    {
+        let window = self.bar1_map(alloc, vram, tlb, runs, page_size)?;
+        Ok(window.into_guard(self, alloc, vram, tlb, segs, failure))
     }
 }

@@ -119,6 +119,11 @@ struct Ctx<'a, 'r, W: ?Sized, G> {
     top: Option<usize>,
     words: u64,
     leaves: u64,
+    /// Large leaves of one physical run are linear in the PA: (level, next VA, next low word,
+    /// step, exclusive end VA of the run).
+    leaf_cache: Option<(usize, u64, u64, u64, u64)>,
+    /// The same for 4 KiB PTEs: (next VA, next word, step, exclusive end VA of the run).
+    small_cache: Option<(u64, u64, u64, u64)>,
 }
 
 /// How a directory entry takes part in an operation.
@@ -193,6 +198,7 @@ impl<M: PtFormat, N: Slab<Node>, K: Slab<Kids>, V: VaRanges> AddressSpace<M, N, 
             live: 0,
             link: kids_i,
             sub: [0; 32],
+            dirty: (0, 0),
         };
         let got = if is_node(self.free_nodes) {
             let i = self.free_nodes;
@@ -278,7 +284,7 @@ impl<M: PtFormat, N: Slab<Node>, K: Slab<Kids>, V: VaRanges> AddressSpace<M, N, 
     // ----- piece decisions ------------------------------------------------------------
 
     fn allowed(&self, ps: PageSize) -> bool {
-        self.size_allowed_pub(ps)
+        self.allowed_sizes & (1 << ps.shift()) != 0
     }
 
     pub(crate) fn size_allowed_pub(&self, ps: PageSize) -> bool {
@@ -462,18 +468,50 @@ impl<M: PtFormat, N: Slab<Node>, K: Slab<Kids>, V: VaRanges> AddressSpace<M, N, 
         level: usize,
         kind: NodeKind,
         made: &mut u64,
+        keep: (u64, u64),
     ) -> Result<u32, VmmError> {
         let addr = alloc.alloc_table()?;
+        // A big page table uses 256 bytes of its block; everything else is zeroed whole (the
+        // GMMU may prefetch past the used part of a root, `mmu-formats.md` §1.1), except the
+        // slots `keep` of a small table, which its creator writes before linking it.
+        let words = if kind == NodeKind::Big {
+            32
+        } else {
+            TABLE_BYTES / 8
+        };
+        let (k0, k1) = if kind == NodeKind::Small && keep.0 < keep.1 && keep.1 <= words {
+            keep
+        } else {
+            (0, 0)
+        };
+        let zero = |vram: &mut W, a: u64, b: u64| -> Result<(), VmmError> {
+            if a < b {
+                let at = addr
+                    .checked_add(a.saturating_mul(8))
+                    .ok_or(VmmError::Inconsistent)?;
+                vram.fill_u64(at, 0, b.saturating_sub(a))?;
+            }
+            Ok(())
+        };
         let ok = M::dual_tables(self.cfg.chip, None, Some(addr))
             .map_err(|_| VmmError::PtAlloc(super::PtAllocError::Backend(-22)))
             .and_then(|_| {
-                vram.fill_u64(addr, 0, TABLE_BYTES / 8)
-                    .map_err(VmmError::from)
+                if k0 < k1 {
+                    zero(vram, 0, k0).and_then(|()| zero(vram, k1, words))
+                } else {
+                    zero(vram, 0, words)
+                }
             })
             .and_then(|()| self.new_node(addr, u8::try_from(level).unwrap_or(u8::MAX), kind));
         match ok {
             Ok(i) => {
                 *made = made.saturating_add(1);
+                if let Some(n) = self.node_mut(i) {
+                    n.dirty = (
+                        u16::try_from(k0).unwrap_or(0),
+                        u16::try_from(k1).unwrap_or(0),
+                    );
+                }
                 Ok(i)
             }
             Err(e) => {
@@ -527,7 +565,14 @@ impl<M: PtFormat, N: Slab<Node>, K: Slab<Kids>, V: VaRanges> AddressSpace<M, N, 
                     let mut created = false;
                     if kid == KID_NONE {
                         kid = self
-                            .create(alloc, vram, level.saturating_add(1), NodeKind::Dir, made)
+                            .create(
+                                alloc,
+                                vram,
+                                level.saturating_add(1),
+                                NodeKind::Dir,
+                                made,
+                                (0, 0),
+                            )
                             .map_err(|e| (at, e))?;
                         self.set_kid(&dir, slot, kid);
                         if let Some(d) = self.node_mut(ni) {
@@ -595,13 +640,19 @@ impl<M: PtFormat, N: Slab<Node>, K: Slab<Kids>, V: VaRanges> AddressSpace<M, N, 
         let mut new_s = None;
         let mut res = Ok(());
         if nbig > 0 && bk == KID_NONE {
-            match self.create(alloc, vram, lvl, NodeKind::Big, made) {
+            match self.create(alloc, vram, lvl, NodeKind::Big, made, (0, 0)) {
                 Ok(b) => new_b = Some(b),
                 Err(e) => res = Err(e),
             }
         }
         if res.is_ok() && nsmall > 0 && sk == KID_NONE {
-            match self.create(alloc, vram, lvl, NodeKind::Small, made) {
+            // Without big pieces the op's small slots are one contiguous range it writes.
+            let keep = if nbig == 0 {
+                small_cover(req, eb)
+            } else {
+                (0, 0)
+            };
+            match self.create(alloc, vram, lvl, NodeKind::Small, made, keep) {
                 Ok(s) => new_s = Some(s),
                 Err(e) => res = Err(e),
             }
@@ -804,6 +855,9 @@ impl<M: PtFormat, N: Slab<Node>, K: Slab<Kids>, V: VaRanges> AddressSpace<M, N, 
             .get_mut(..uidx(n))
             .ok_or(PassErr::Vmm(VmmError::Inconsistent))?;
         c.vram.read_u64s(addr, buf)?;
+        if pick.is_none() && check_valid.is_none() {
+            return c.segs.push_words(buf).map_err(|e| PassErr::Vmm(e.into()));
+        }
         for (i, &w) in (0u64..).zip(buf.iter()) {
             if pick.is_some_and(|p| !get_bit(p, i)) {
                 continue;
@@ -1003,16 +1057,64 @@ impl<M: PtFormat, N: Slab<Node>, K: Slab<Kids>, V: VaRanges> AddressSpace<M, N, 
         };
         Ok(match (c.req.kind, new) {
             (OpKind::Map { .. } | OpKind::Sparse, false) => [0, 0],
-            (OpKind::Map { .. }, true) => {
-                let v = Self::pte_at(&c.req, &mut c.cur, es).ok_or(bad)?;
-                if dual {
-                    M::encode_dual_pde(chip, &DualPdeState::Pte(v)).map_err(|_| bad)?
-                } else {
-                    [
-                        M::encode_upper(chip, level, &PdeState::Pte(v)).map_err(|_| bad)?,
-                        0,
-                    ]
+            (OpKind::Map { runs, .. }, true) => {
+                if let Some((l, next, word, step, until)) = c.leaf_cache {
+                    if l == level && next == es && es < until {
+                        let span = 1u64 << M::dir_shift(level);
+                        c.leaf_cache = Some((
+                            l,
+                            es.saturating_add(span),
+                            word.wrapping_add(step),
+                            step,
+                            until,
+                        ));
+                        return Ok([word, 0]);
+                    }
                 }
+                let enc = |v: &PteMapping| -> Result<[u64; 2], PassErr> {
+                    if dual {
+                        M::encode_dual_pde(chip, &DualPdeState::Pte(*v)).map_err(|_| bad)
+                    } else {
+                        Ok([
+                            M::encode_upper(chip, level, &PdeState::Pte(*v)).map_err(|_| bad)?,
+                            0,
+                        ])
+                    }
+                };
+                let v = Self::pte_at(&c.req, &mut c.cur, es).ok_or(bad)?;
+                let first = enc(&v)?;
+                // Within this physical run the following leaves step by a constant, checked
+                // at the second and the last leaf the run can hold.
+                let span = 1u64 << M::dir_shift(level);
+                c.leaf_cache = None;
+                if let Some((run, off)) = locate(runs, &mut c.cur, es.saturating_sub(c.req.s)) {
+                    let left = run.len.saturating_sub(off).checked_div(span).unwrap_or(0);
+                    if left >= 2 && first[1] == 0 {
+                        let at = |k: u64| PteMapping {
+                            address: crate::addr::PhysAddr::new(
+                                v.address.raw().saturating_add(k.saturating_mul(span)),
+                            ),
+                            ..v
+                        };
+                        let second = enc(&at(1))?;
+                        let last = enc(&at(left.saturating_sub(1)))?;
+                        let step = second[0].wrapping_sub(first[0]);
+                        if first[0].wrapping_add(step.wrapping_mul(left.saturating_sub(1)))
+                            == last[0]
+                            && second[1] == 0
+                            && last[1] == 0
+                        {
+                            c.leaf_cache = Some((
+                                level,
+                                es.saturating_add(span),
+                                second[0],
+                                step,
+                                es.saturating_add(left.saturating_mul(span)),
+                            ));
+                        }
+                    }
+                }
+                first
             }
             (OpKind::Sparse, true) => {
                 if dual {
@@ -1100,6 +1202,22 @@ impl<M: PtFormat, N: Slab<Node>, K: Slab<Kids>, V: VaRanges> AddressSpace<M, N, 
         // Small page table: runs of 4 KiB pieces, split at big pieces.
         let mut small_after = small.map_or(0, |s| s.live);
         if let Some(sn) = small {
+            let linking = sn.live == 0 && nsmall > 0 && sign > 0;
+            let (d0, d1) = (u64::from(sn.dirty.0), u64::from(sn.dirty.1));
+            if linking && d0 < d1 && !(mask == 0 && small_cover(&c.req, eb) == (d0, d1)) && !read {
+                // Created by another prepared operation that has not written its slots yet:
+                // zero them before the table becomes visible.
+                let buf = self
+                    .scratch
+                    .get_mut(..uidx(d1.saturating_sub(d0)))
+                    .ok_or(PassErr::Vmm(VmmError::Inconsistent))?;
+                buf.fill(0);
+                let ea = sn
+                    .addr
+                    .checked_add(d0.saturating_mul(8))
+                    .ok_or(PassErr::Vmm(VmmError::Inconsistent))?;
+                self.emit(c, ea, uidx(d1.saturating_sub(d0)), None)?;
+            }
             if nsmall > 0 {
                 let mut v = lo;
                 while v < hi {
@@ -1234,9 +1352,29 @@ impl<M: PtFormat, N: Slab<Node>, K: Slab<Kids>, V: VaRanges> AddressSpace<M, N, 
                 let mut k = 0u64;
                 while k < cnt {
                     let va = v.saturating_add(k << 12);
+                    // Continue the stretch of the previous table when this one follows it in
+                    // the same physical run (checked linear over the whole run below).
+                    if let Some((next, word, step, until)) = c.small_cache {
+                        if next == va && va < until {
+                            let n = (until.saturating_sub(va) >> 12).min(cnt.saturating_sub(k));
+                            let mut w = word;
+                            for s in self
+                                .scratch
+                                .get_mut(uidx(k)..uidx(k.saturating_add(n)))
+                                .ok_or(PassErr::Vmm(VmmError::Inconsistent))?
+                            {
+                                *s = w;
+                                w = w.wrapping_add(step);
+                            }
+                            k = k.saturating_add(n);
+                            c.small_cache = Some((va.saturating_add(n << 12), w, step, until));
+                            continue;
+                        }
+                    }
                     let (run, off) =
                         locate(runs, &mut c.cur, va.saturating_sub(c.req.s)).ok_or(bad)?;
-                    let in_run = (run.len.saturating_sub(off) >> 12).min(cnt.saturating_sub(k));
+                    let run_left = run.len.saturating_sub(off) >> 12;
+                    let in_run = run_left.min(cnt.saturating_sub(k));
                     let chip = c.chip;
                     let enc = |o: u64| {
                         let m = PteMapping {
@@ -1249,11 +1387,14 @@ impl<M: PtFormat, N: Slab<Node>, K: Slab<Kids>, V: VaRanges> AddressSpace<M, N, 
                     };
                     let first = enc(off)?;
                     let mut step = 0;
+                    c.small_cache = None;
                     if in_run > 1 {
                         let second = enc(off.saturating_add(SZ_4K))?;
                         step = second.wrapping_sub(first);
-                        let last = enc(off.saturating_add((in_run.saturating_sub(1)) << 12))?;
-                        if first.wrapping_add(step.wrapping_mul(in_run.saturating_sub(1))) != last {
+                        // Linear up to the end of the run, not only of this table.
+                        let last = enc(off.saturating_add((run_left.saturating_sub(1)) << 12))?;
+                        if first.wrapping_add(step.wrapping_mul(run_left.saturating_sub(1))) != last
+                        {
                             // Not linear (cannot happen with in-place address fields): encode
                             // each one.
                             for t in 0..in_run {
@@ -1276,6 +1417,10 @@ impl<M: PtFormat, N: Slab<Node>, K: Slab<Kids>, V: VaRanges> AddressSpace<M, N, 
                         w = w.wrapping_add(step);
                     }
                     k = k.saturating_add(in_run);
+                    if in_run > 1 {
+                        let until = va.saturating_add(run_left << 12);
+                        c.small_cache = Some((va.saturating_add(in_run << 12), w, step, until));
+                    }
                 }
                 return Ok(());
             }
@@ -1397,6 +1542,7 @@ impl<M: PtFormat, N: Slab<Node>, K: Slab<Kids>, V: VaRanges> AddressSpace<M, N, 
                                     *a = u8::try_from(v.clamp(0, 16)).unwrap_or(0);
                                 }
                             }
+                            sn.dirty = (0, 0);
                             sn.live = u32::try_from(
                                 (i64::from(sn.live).saturating_add(sign.saturating_mul(nsmall)))
                                     .max(0),
@@ -1501,6 +1647,8 @@ impl<M: PtFormat, N: Slab<Node>, K: Slab<Kids>, V: VaRanges> AddressSpace<M, N, 
             top: None,
             words: 0,
             leaves: 0,
+            leaf_cache: None,
+            small_cache: None,
         };
         self.wp_dir(&mut c, 0, 0, 0)
             .map(|_| ())
@@ -1538,6 +1686,8 @@ impl<M: PtFormat, N: Slab<Node>, K: Slab<Kids>, V: VaRanges> AddressSpace<M, N, 
             top: None,
             words: 0,
             leaves: 0,
+            leaf_cache: None,
+            small_cache: None,
         };
         let res = self.wp_dir(&mut c, 0, 0, 0);
         let (runs, top, words, leaves) = (c.run_no, c.top, c.words, c.leaves);
@@ -1560,6 +1710,8 @@ impl<M: PtFormat, N: Slab<Node>, K: Slab<Kids>, V: VaRanges> AddressSpace<M, N, 
                 top: None,
                 words: 0,
                 leaves: 0,
+                leaf_cache: None,
+                small_cache: None,
             };
             match s.wp_dir(&mut c, 0, 0, 0) {
                 Err(PassErr::Vram(e)) => Some(e),
@@ -1854,6 +2006,16 @@ impl<M: PtFormat, N: Slab<Node>, K: Slab<Kids>, V: VaRanges> AddressSpace<M, N, 
     }
 }
 
+/// The small-table slots `[first, end)` that `req` covers in the PD0 entry at `eb`.
+fn small_cover(req: &Req<'_>, eb: u64) -> (u64, u64) {
+    let lo = req.s.max(eb);
+    let hi = req.e.min(eb.saturating_add(SZ_2M));
+    if lo >= hi {
+        return (0, 0);
+    }
+    (lo.saturating_sub(eb) >> 12, hi.saturating_sub(eb) >> 12)
+}
+
 /// The level number of page tables (one below PD0).
 pub(crate) fn pt_level<M: PtFormat>() -> usize {
     M::DIR_LEVELS
@@ -1908,6 +2070,31 @@ fn get_bit(bits: &[u64], i: u64) -> bool {
 pub(crate) trait SegStore {
     fn seg(&self, i: usize) -> Option<Seg>;
     fn push_word(&mut self, w: u64) -> Result<(), super::NoRoom>;
+    /// Appends a run of words, extending arithmetic stretches without a call per word.
+    fn push_words(&mut self, ws: &[u64]) -> Result<(), super::NoRoom> {
+        let mut i = 0usize;
+        while let Some(&w) = ws.get(i) {
+            self.push_word(w)?;
+            i = i.saturating_add(1);
+            // Extend the last segment over every following word that continues it.
+            let Some((next, step)) = self.tail() else {
+                continue;
+            };
+            let mut n = 0u32;
+            let mut want = next;
+            while ws.get(i).is_some_and(|&x| x == want) && n < u32::MAX / 2 {
+                want = want.wrapping_add(step);
+                i = i.saturating_add(1);
+                n = n.saturating_add(1);
+            }
+            self.extend_tail(n);
+        }
+        Ok(())
+    }
+    /// The word that would continue the last segment, and its step (segments of two or more).
+    fn tail(&self) -> Option<(u64, u64)>;
+    /// Lengthens the last segment by `n` words.
+    fn extend_tail(&mut self, n: u32);
 }
 
 /// Adapter from a `Slab<Seg>` to [`SegStore`], compressing arithmetic runs.
@@ -1916,6 +2103,22 @@ pub(crate) struct SegSlab<'a, G>(pub(crate) &'a mut G);
 impl<G: Slab<Seg>> SegStore for SegSlab<'_, G> {
     fn seg(&self, i: usize) -> Option<Seg> {
         self.0.get(i).copied()
+    }
+    fn tail(&self) -> Option<(u64, u64)> {
+        let last = self.0.len().checked_sub(1).and_then(|i| self.0.get(i))?;
+        (last.count >= 2).then(|| {
+            (
+                last.first
+                    .wrapping_add(last.step.wrapping_mul(u64::from(last.count))),
+                last.step,
+            )
+        })
+    }
+    fn extend_tail(&mut self, n: u32) {
+        let n_len = self.0.len();
+        if let Some(last) = n_len.checked_sub(1).and_then(|i| self.0.get_mut(i)) {
+            last.count = last.count.saturating_add(n);
+        }
     }
     fn push_word(&mut self, w: u64) -> Result<(), super::NoRoom> {
         let n = self.0.len();

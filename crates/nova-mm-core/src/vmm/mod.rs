@@ -23,17 +23,68 @@
 //!    emptied and unlinked to the allocator, after their invalidate completed.
 //!
 //! A prepared operation is consumed by `execute` or by `cancel` (which returns everything it
-//! took). Dropping one without either keeps its reservation until the address space is
-//! destroyed (which returns everything), never panics and never corrupts the tables.
+//! took); the types carry `#[must_use]` so that forgetting either is a warning. Dropping one
+//! without either keeps its reservation (VA, table references; for an unmap, the mapping
+//! itself) until the address space is destroyed, which returns every table the space
+//! allocated; it never panics and never changes what the hardware sees (see [`Prepared`]).
 //!
 //! # Storage
 //!
 //! Host bookkeeping lives in [`Slab`]s the embedder provides ([`FixedSlab`] over `&mut [T]`),
 //! or in `Vec`s with the `alloc` feature ([`VecAddressSpace`]), grown only with `try_reserve`
-//! and only in prepare.
+//! and only in prepare. VA reservations go through [`VaRanges`], implemented by the interval
+//! tree of [`crate::va_alloc`] (the default) and by the small [`SortedVa`].
+//!
+//! # Page sizes
+//!
+//! Without a pinned size, every aligned piece gets the largest page the chip allows
+//! ([`crate::Chip::supports_page_size`]) that the VA alignment, the PA alignment and the run
+//! length permit: 256 GiB (PD2, Blackwell), 512 MiB (PD1, Ampere+), 2 MiB (PD0), 64 KiB (big
+//! page table under the dual PD0 entry), 4 KiB (small page table). Both page tables of a PD0
+//! entry can be live at once; each 64 KiB slot of the big table that is not itself a big page
+//! holds `0` (use the small table) while some 4 KiB PTE below it is live and "no valid 4 KiB"
+//! otherwise, maintained from per-64 KiB counts as the small table fills and empties.
+//!
+//! # How the nova-series review points are answered (`nova-series.md` §5)
+//!
+//! - **3, 4 (DMA-fence rules, deadlock catalogue):** only prepare allocates (page tables
+//!   through [`PageTableAllocator`], host bookkeeping through [`Slab::try_reserve`]); execute
+//!   takes `&mut self`, allocates nothing, takes no lock of its own and can only fail when the
+//!   backend fails. The embedder can therefore hold its page-table lock only around execute
+//!   and run prepare (and cleanup) under a separate lock: the state execute needs was
+//!   reserved by prepare.
+//! - **5 (unmap shares the allocator lock):** execute of an unmap only unlinks emptied tables
+//!   and queues them; [`AddressSpace::cleanup`] returns them to the allocator later, outside
+//!   the fence path.
+//! - **6 (nouveau ref/map/unmap/unref):** prepare = ref (tables created and referenced, so a
+//!   concurrent unmap cannot free them), execute = map/unmap, cleanup = unref's free.
+//!   Several prepared operations may be outstanding on disjoint VA; tables they share are
+//!   reference-counted, and the one that executes first links them.
+//! - **7 (amdgpu: only invalidations in the critical path):** tables are allocated and zeroed
+//!   in prepare; execute is writes plus one invalidate.
+//! - **9 (symmetric dual PDE):** both halves of a PD0 entry are tracked and linked on their
+//!   own; the formats expose both (`DualPdeState::Tables { big, small }`).
+//! - **11 (per-page flush):** one invalidate per operation, at the minimal cache level, with a
+//!   VA range covering exactly what changed (aligned to the span of the highest entry
+//!   written), `AckMode::Globally` for unmaps and protection changes, `hub_tlb_only` for BAR
+//!   spaces.
+//! - **14 (version dispatch):** everything is generic over [`crate::mmu::MmuFormat`] (static
+//!   dispatch, `MmuV2`/`MmuV3`) through [`PtFormat`]; no per-entry runtime enum.
+//! - **15 (VA layout, BAR1 size):** the level geometry comes from the format tables; the space
+//!   limits come from [`SpaceConfig`] (e.g. the BAR1 size of the PCI resource).
+//! - **16 (VA allocator):** reservations use the O(log n) interval tree of
+//!   [`crate::va_alloc`], not a second buddy.
+//! - **18 (page-table lifetime):** tables are reference-counted; an emptied table is unlinked
+//!   in the same execute and freed by cleanup after the invalidate completed; unmapping
+//!   everything leaves only the root.
+//! - **19 (error handling):** prepared operations, mappings and BAR1 windows are consumed by
+//!   the calls that release them and handed back on failure; nothing warns-and-leaks; a
+//!   failed execute restores every entry it wrote (saved entries of unmap/protect are kept,
+//!   compressed, in the operation).
 
 pub mod alloc_trait;
 pub mod bar1;
+pub mod buddy_tables;
 mod engine;
 pub mod node;
 pub mod store;
@@ -52,7 +103,8 @@ use crate::vram::{VramAccess, VramError};
 use crate::walk::{self, PtFormat, Translation, WalkError, WalkItem};
 
 pub use alloc_trait::{PageTableAllocator, PtAllocError, TABLE_BYTES};
-pub use bar1::{pages_to_runs, Bar1Error, Bar1Io, Bar1Window};
+pub use bar1::{pages_to_runs, Bar1Error, Bar1Guard, Bar1Io, Bar1UnmapFailure, Bar1Window};
+pub use buddy_tables::{BuddyTables, TablePlacement};
 pub use engine::Seg;
 pub use node::{Kids, Node, NodeKind};
 pub use store::{FixedSlab, NoRoom, Slab};
@@ -249,7 +301,25 @@ pub(crate) enum OpKind<'r> {
 
 /// A prepared operation: tables allocated, references taken, VA reserved; nothing visible to
 /// the hardware yet. Consume it with [`AddressSpace::execute`] or [`AddressSpace::cancel`].
-#[must_use = "a prepared operation holds page tables and VA until executed or cancelled"]
+///
+/// # Dropping one
+///
+/// "Leaks are impossible" holds in this sense: the type cannot be copied, and the only ways to
+/// consume it (execute, cancel) account for everything it holds; `Drop` does nothing (it has no
+/// access to the space or the allocator, so it cannot return anything, and it never panics).
+/// A `Prepared` dropped without execute or cancel therefore keeps, for the rest of the space's
+/// life:
+///
+/// - a map or sparse reservation: its VA reservation and its references on the page tables it
+///   allocated or shares, so those tables are never unlinked or freed by later unmaps;
+/// - an unmap: the mapping it consumed, which stays mapped (and its VA reserved) with no
+///   [`Mapping`] left to unmap it;
+/// - a protect: nothing (only its saved entries, which are dropped with it).
+///
+/// Nothing visible to the hardware changes, and [`AddressSpace::destroy`] still returns every
+/// table the space allocated, so the memory comes back when the space goes away.
+#[must_use = "a prepared operation holds page tables and VA until executed or cancelled; \
+              dropped, they stay reserved until the address space is destroyed"]
 pub struct Prepared<'r, G> {
     pub(crate) start: u64,
     pub(crate) end: u64,
@@ -300,6 +370,7 @@ pub enum Executed {
 /// A failed execute: the hardware state is as before, and the operation is handed back to be
 /// retried or cancelled.
 #[derive(Debug)]
+#[must_use = "the failed operation still holds its reservations: retry it or cancel it"]
 pub struct ExecFailed<'r, G> {
     /// The operation, still prepared.
     pub op: Prepared<'r, G>,
@@ -320,6 +391,8 @@ pub struct AddressSpace<M, N, K, V> {
     pub(crate) pending: u32,
     pub(crate) scratch: [u64; 512],
     pub(crate) id: u64,
+    /// Bit `shift` set for every page size legal on the chip and the format.
+    pub(crate) allowed_sizes: u64,
     _m: PhantomData<M>,
 }
 
@@ -406,14 +479,21 @@ impl<M: PtFormat> VecAddressSpace<M> {
 static NEXT_ID: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(1);
 
 impl<M: PtFormat, N: Slab<Node>, K: Slab<Kids>, V: VaRanges> AddressSpace<M, N, K, V> {
+    /// The space over `root` with empty bookkeeping. The result is returned, not patched
+    /// afterwards (`root_owned` is an argument): an `AddressSpace` holds a 4 KiB table image,
+    /// and every extra copy on the way to the caller costs that much kernel stack.
+    ///
+    /// `on_err` runs before an error is returned (`new` frees the root there), so that callers
+    /// can return this function's result directly.
     fn empty(
         cfg: SpaceConfig,
         root: VramAddress,
-        nodes: N,
-        kids: K,
-        va: V,
+        root_owned: bool,
+        (nodes, kids, va): (N, K, V),
+        on_err: impl FnOnce(),
     ) -> Result<Self, VmmError> {
         if cfg.chip.mmu_version() != M::VERSION {
+            on_err();
             return Err(VmmError::WrongFormat(cfg.chip));
         }
         if cfg.va_start >= cfg.va_end
@@ -421,12 +501,13 @@ impl<M: PtFormat, N: Slab<Node>, K: Slab<Kids>, V: VaRanges> AddressSpace<M, N, 
             || cfg.va_start % crate::addr::PAGE_BYTES != 0
             || cfg.va_end % crate::addr::PAGE_BYTES != 0
         {
+            on_err();
             return Err(VmmError::BadRange);
         }
         let mut s = Self {
             cfg,
             root_addr: root,
-            root_owned: false,
+            root_owned,
             nodes,
             kids,
             va,
@@ -435,11 +516,23 @@ impl<M: PtFormat, N: Slab<Node>, K: Slab<Kids>, V: VaRanges> AddressSpace<M, N, 
             pending: KID_NONE,
             scratch: [0; 512],
             id: NEXT_ID.fetch_add(1, core::sync::atomic::Ordering::Relaxed),
+            allowed_sizes: 0,
             _m: PhantomData,
         };
+        for ps in PageSize::ALL {
+            if s.size_allowed_pub(ps) {
+                s.allowed_sizes |= 1 << ps.shift();
+            }
+        }
         s.nodes.truncate(0);
         s.kids.truncate(0);
-        let root_node = s.new_node(root, 0, NodeKind::Dir)?;
+        let root_node = match s.new_node(root, 0, NodeKind::Dir) {
+            Ok(n) => n,
+            Err(e) => {
+                on_err();
+                return Err(e);
+            }
+        };
         if let Some(n) = s.nodes.get_mut(engine::idx(root_node)) {
             // The root is pinned: always referenced and always "linked".
             n.refs = 1;
@@ -463,20 +556,14 @@ impl<M: PtFormat, N: Slab<Node>, K: Slab<Kids>, V: VaRanges> AddressSpace<M, N, 
         vram: &mut W,
     ) -> Result<Self, VmmError> {
         let root = alloc.alloc_table()?;
-        let zeroed = vram.fill_u64(root, 0, TABLE_BYTES / 8);
-        let made = zeroed
-            .map_err(VmmError::from)
-            .and_then(|()| Self::empty(cfg, root, nodes, kids, va));
-        match made {
-            Ok(mut s) => {
-                s.root_owned = true;
-                Ok(s)
-            }
-            Err(e) => {
-                alloc.free_table(root);
-                Err(e)
-            }
+        if let Err(e) = vram.fill_u64(root, 0, TABLE_BYTES / 8) {
+            alloc.free_table(root);
+            return Err(e.into());
         }
+        // Returned as built, without a local that holds the space (see `empty`).
+        Self::empty(cfg, root, true, (nodes, kids, va), || {
+            alloc.free_table(root)
+        })
     }
 
     /// Creates an address space over an existing root page directory, such as the BAR1 page
@@ -496,7 +583,7 @@ impl<M: PtFormat, N: Slab<Node>, K: Slab<Kids>, V: VaRanges> AddressSpace<M, N, 
         va: V,
         vram: &mut W,
     ) -> Result<Self, VmmError> {
-        let mut s = Self::empty(cfg, root, nodes, kids, va)?;
+        let mut s = Self::empty(cfg, root, false, (nodes, kids, va), || ())?;
         if let Some(n) = s.nodes.get_mut(0) {
             n.foreign = true;
         }
@@ -986,12 +1073,14 @@ impl<M: PtFormat, N: Slab<Node>, K: Slab<Kids>, V: VaRanges> AddressSpace<M, N, 
 }
 
 impl<M: PtFormat, N: Slab<Node>, K: Slab<Kids>, V: VaRanges> AddressSpace<M, N, K, V> {
-    /// Prepare + execute + cleanup of a map, for callers outside any fence path (BAR1 setup,
-    /// tests).
+    /// Prepare + execute of a map, for callers outside any fence path (BAR1 setup, tests).
+    /// There is no cleanup step: a map only links tables, it never empties one, so it queues
+    /// nothing for [`AddressSpace::cleanup`].
     ///
     /// # Errors
     ///
-    /// Any error of the three steps; on an execute failure the operation is cancelled.
+    /// Any error of the two steps; on an execute failure the operation is cancelled (its
+    /// tables and VA are returned).
     #[allow(clippy::too_many_arguments)]
     pub fn map<
         A: PageTableAllocator + ?Sized,

@@ -12,6 +12,9 @@
 //! decides the big PTE of that 64 KiB when it is not itself mapped: `0` (use the small table)
 //! when some small PTE is live, "no valid 4 KiB below" otherwise. A big page table keeps one
 //! live flag per slot in `sub`.
+//!
+//! A new small page table is zeroed in prepare except for the slots its creating operation
+//! will write anyway (`dirty`), which saves writing most of the table twice.
 
 use crate::addr::VramAddress;
 
@@ -69,4 +72,8 @@ pub struct Node {
     pub link: u32,
     /// Small page table: live 4 KiB PTEs per 64 KiB. Big page table: 1 per live slot.
     pub sub: [u8; 32],
+    /// Small page table not linked yet: slots `dirty.0..dirty.1` were not zeroed, because the
+    /// operation that created the table writes exactly them before linking it. Whoever links
+    /// the table first zeroes them unless it is that operation. Empty once linked.
+    pub dirty: (u16, u16),
 }

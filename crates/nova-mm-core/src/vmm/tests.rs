@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::vec::Vec;
 
 use super::*;
-use crate::mmu::{MmuFormat, MmuV2, MmuV3};
+use crate::mmu::{MmuFormat, MmuV2, MmuV3, PteMapping, PteState};
 use crate::tlb::{AckMode, InvalidateRequest};
 use crate::walk::Translation;
 
@@ -175,8 +175,8 @@ fn setup<M: PtFormat>(chip: Chip) -> (VecAddressSpace<M>, MemVram, ListAlloc, Lo
     (s, vram, alloc, LogTlb::default())
 }
 
-fn check_mapped<M: PtFormat>(
-    s: &VecAddressSpace<M>,
+fn check_mapped<M: PtFormat, N: Slab<Node>, K: Slab<Kids>, V: VaRanges>(
+    s: &AddressSpace<M, N, K, V>,
     vram: &mut MemVram,
     va: u64,
     len: u64,
@@ -703,4 +703,193 @@ fn snapshot<M: PtFormat>(s: &VecAddressSpace<M>, vram: &mut MemVram) -> Vec<(u64
 #[allow(dead_code)]
 fn _assert_formats() {
     let _ = <MmuV2 as MmuFormat>::VERSION;
+}
+
+/// The manager without `alloc`: every piece of bookkeeping in fixed storage the embedder
+/// provides; running out of it is a typed error that leaks nothing.
+#[test]
+fn fixed_storage_without_alloc() {
+    let mut nodes = std::vec![Node::default(); 8];
+    let mut kids = std::vec![[0u32; 512]; 5];
+    let mut ivs = [VaInterval::default(); 4];
+    let mut segs = [Seg::default(); 4];
+    let mut vram = MemVram::new(VRAM);
+    let mut alloc = ListAlloc::new(PT_BASE, 64);
+    let mut tlb = LogTlb::default();
+    let mut s = AddressSpace::<MmuV3, _, _, _>::new(
+        cfg(Chip::Hopper),
+        FixedSlab::new(&mut nodes),
+        FixedSlab::new(&mut kids),
+        SortedVa::new(FixedSlab::new(&mut ivs)),
+        &mut alloc,
+        &mut vram,
+    )
+    .unwrap();
+    let runs = [PhysRun::vram(VramAddress::new(0x100_0000), 0x3000)];
+    let (m, _) = s
+        .map(
+            &mut alloc,
+            &mut vram,
+            &mut tlb,
+            VaPlacement::Fixed(VirtAddr::new(0x1000)),
+            &runs,
+            PteAttrs::default(),
+            None,
+        )
+        .unwrap();
+    // v3 needs PD3, PD2, PD1, PD0 and a small table: 6 nodes with the root, 5 child arrays.
+    // A second mapping far away needs 4 more directories: out of storage, nothing leaks.
+    let used = alloc.used();
+    let e = s
+        .map(
+            &mut alloc,
+            &mut vram,
+            &mut tlb,
+            VaPlacement::Fixed(VirtAddr::new(0x8000_0000_0000)),
+            &runs,
+            PteAttrs::default(),
+            None,
+        )
+        .unwrap_err();
+    assert_eq!(e, VmmError::NoRoom(NoRoom));
+    assert_eq!(alloc.used(), used);
+    check_mapped(
+        &s,
+        &mut vram,
+        0x1000,
+        0x3000,
+        0x100_0000,
+        PageSize::Size4K,
+        false,
+    );
+    s.unmap_in(
+        &mut alloc,
+        &mut vram,
+        &mut tlb,
+        m,
+        FixedSlab::new(&mut segs),
+    )
+    .map_err(|(_, e)| e)
+    .unwrap();
+    assert_eq!(s.table_count(), 1);
+    s.destroy(&mut alloc);
+    assert_eq!(alloc.used(), 0);
+}
+
+/// A small table created by one prepared map is left unzeroed where that map will write; if
+/// another operation links the table first, it must zero those slots: poisoned table memory
+/// never becomes visible.
+#[test]
+fn poisoned_tables_never_leak_through_interleaving() {
+    let (mut s, mut vram, mut alloc, mut tlb) = setup::<MmuV2>(Chip::Turing);
+    // Poison every free table with valid-looking PTEs.
+    let poison = MmuV2::encode_leaf(
+        Chip::Turing,
+        &PteState::Valid(PteMapping::new(
+            crate::mmu::PteAperture::Vidmem,
+            crate::addr::PhysAddr::new(0x7000_0000),
+        )),
+        false,
+    )
+    .unwrap();
+    for &t in &alloc.free {
+        vram.fill_u64(VramAddress::new(t), poison, 512).unwrap();
+    }
+    let base = 0x20_0000 * 7;
+    let ra = [PhysRun::vram(VramAddress::new(0x100_0000), 0x10000)];
+    let rb = [PhysRun::vram(VramAddress::new(0x200_0000), 0x1000)];
+    let a = s
+        .prepare_map(
+            &mut alloc,
+            &mut vram,
+            VaPlacement::Fixed(VirtAddr::new(base + 0x10000)),
+            &ra,
+            PteAttrs::default(),
+            Some(PageSize::Size4K),
+        )
+        .unwrap();
+    let b = s
+        .prepare_map(
+            &mut alloc,
+            &mut vram,
+            VaPlacement::Fixed(VirtAddr::new(base + 0x40000)),
+            &rb,
+            PteAttrs::default(),
+            None,
+        )
+        .unwrap();
+    let Executed::Mapped(mb, _) = s.execute(&mut vram, &mut tlb, b).unwrap() else {
+        panic!()
+    };
+    check_mapped(
+        &s,
+        &mut vram,
+        base + 0x40000,
+        0x1000,
+        0x200_0000,
+        PageSize::Size4K,
+        false,
+    );
+    for off in (0..0x20_0000).step_by(0x1000) {
+        if off != 0x40000 {
+            assert_eq!(
+                s.translate(&mut vram, VirtAddr::new(base + off)).unwrap(),
+                Translation::Unmapped,
+                "{off:#x}"
+            );
+        }
+    }
+    let Executed::Mapped(ma, _) = s.execute(&mut vram, &mut tlb, a).unwrap() else {
+        panic!()
+    };
+    check_mapped(
+        &s,
+        &mut vram,
+        base + 0x10000,
+        0x10000,
+        0x100_0000,
+        PageSize::Size4K,
+        false,
+    );
+    s.unmap(&mut alloc, &mut vram, &mut tlb, ma).unwrap();
+    s.unmap(&mut alloc, &mut vram, &mut tlb, mb).unwrap();
+    assert_eq!(s.table_count(), 1);
+}
+
+#[test]
+fn dropped_prepared_keeps_its_reservation_until_destroy() {
+    let (mut s, mut vram, mut alloc, mut tlb) = setup::<MmuV2>(Chip::Turing);
+    let runs = [PhysRun::vram(VramAddress::new(0x4000_0000), 0x1000)];
+    let va = VirtAddr::new(0x10_0000_0000);
+    let op = s
+        .prepare_map(
+            &mut alloc,
+            &mut vram,
+            VaPlacement::Fixed(va),
+            &runs,
+            PteAttrs::default(),
+            None,
+        )
+        .unwrap();
+    let tables = s.table_count();
+    assert!(tables > 1);
+    drop(op);
+    // Nothing reached the hardware, but the VA and the tables stay reserved.
+    assert!(tlb.reqs.is_empty());
+    assert_eq!(s.translate(&mut vram, va), Ok(Translation::Unmapped));
+    let again = s.map(
+        &mut alloc,
+        &mut vram,
+        &mut tlb,
+        VaPlacement::Fixed(va),
+        &runs,
+        PteAttrs::default(),
+        None,
+    );
+    assert_eq!(again.unwrap_err(), VmmError::Va(VaError::InUse));
+    assert_eq!(s.cleanup(&mut alloc), 0);
+    assert_eq!(s.table_count(), tables);
+    // destroy returns them.
+    s.destroy(&mut alloc);
+    assert_eq!(alloc.used(), 0);
 }

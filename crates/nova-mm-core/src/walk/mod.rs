@@ -10,6 +10,76 @@
 //! Dual PD0 precedence (`mmu-formats.md` §1.5): a valid big PTE wins over the small page table;
 //! a sparse or "no valid 4 KiB" big PTE blocks it; an all-zero big PTE lets the small page table
 //! decide. The walker reports exactly what the MMU would use.
+//!
+//! # Example
+//!
+//! Tables written by hand (MMU v2: PD3 → PD2 → PD1 → PD0 holding a 2 MiB PTE), then
+//! translated and listed; a table that points back at the root gives typed errors, not a hang.
+//!
+//! ```
+//! use core::ops::ControlFlow;
+//! use nova_mm_core::mmu::{DualPdeState, MmuFormat, PteAperture, PteMapping};
+//! use nova_mm_core::vram::check_access;
+//! use nova_mm_core::walk::{self, PtFormat, Translation, WalkError, WalkItem};
+//! use nova_mm_core::{
+//!     Chip, MmuV2, PageSize, PhysAddr, VirtAddr, VramAccess, VramAddress, VramError,
+//! };
+//!
+//! struct Vram(Vec<u32>);
+//! impl VramAccess for Vram {
+//!     fn size(&self) -> u64 { self.0.len() as u64 * 4 }
+//!     fn read32(&mut self, a: VramAddress) -> Result<u32, VramError> {
+//!         check_access(a, 4, 4, self.size())?;
+//!         Ok(self.0[(a.raw() / 4) as usize])
+//!     }
+//!     fn write32(&mut self, a: VramAddress, v: u32) -> Result<(), VramError> {
+//!         check_access(a, 4, 4, self.size())?;
+//!         self.0[(a.raw() / 4) as usize] = v;
+//!         Ok(())
+//!     }
+//! }
+//!
+//! let chip = Chip::Turing;
+//! let mut vram = Vram(vec![0; (8 << 20) / 4]);
+//! // Root (PD3) at 0, PD2 at 0x1000, PD1 at 0x2000, PD0 at 0x3000: entry 0 of each.
+//! for level in 0..3 {
+//!     let next = VramAddress::new((level as u64 + 1) * 0x1000);
+//!     let pde = MmuV2::upper_table(chip, level, next)?;
+//!     vram.write64(VramAddress::new(level as u64 * 0x1000), pde)?;
+//! }
+//! // PD0 entry 1 (VA 2 MiB): a 2 MiB page at VRAM 4 MiB.
+//! let page = PteMapping::new(PteAperture::Vidmem, PhysAddr::new(4 << 20));
+//! let dual = MmuV2::encode_dual_pde(chip, &DualPdeState::Pte(page))?;
+//! vram.write_u64s(VramAddress::new(0x3000 + 16), &dual)?;
+//!
+//! let root = VramAddress::new(0);
+//! let va = VirtAddr::new((2 << 20) + 0x345);
+//! let t = walk::translate::<MmuV2, _>(chip, &mut vram, root, va)?;
+//! assert!(matches!(t, Translation::Mapped { size: PageSize::Size2M, .. }));
+//! assert_eq!(t.phys(va), Some((4 << 20) + 0x345));
+//! assert_eq!(
+//!     walk::translate::<MmuV2, _>(chip, &mut vram, root, VirtAddr::new(0))?,
+//!     Translation::Unmapped
+//! );
+//!
+//! // PD1 entry 1 points back at the root: `translate` reports the loop.
+//! vram.write64(VramAddress::new(0x2000 + 8), MmuV2::upper_table(chip, 2, root)?)?;
+//! let looped = walk::translate::<MmuV2, _>(chip, &mut vram, root, VirtAddr::new(512 << 20));
+//! assert_eq!(looped, Err(WalkError::Loop(root)));
+//!
+//! // Every effective leaf of the first GiB, in VA order; the walk reports the loop as a bad
+//! // subtree and carries on.
+//! let mut items = Vec::new();
+//! let (start, end) = (VirtAddr::new(0), VirtAddr::new(1 << 30));
+//! walk::walk_range::<MmuV2, _>(chip, &mut vram, root, start, end, |item| {
+//!     items.push(item);
+//!     ControlFlow::Continue(())
+//! })?;
+//! assert!(matches!(items[0], WalkItem::Mapped { size: PageSize::Size2M, .. }));
+//! assert!(matches!(items[1], WalkItem::Bad { error: WalkError::Loop(_), .. }));
+//! assert_eq!(items.len(), 2);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 
 pub mod format;
 
@@ -218,7 +288,13 @@ pub fn translate<M: PtFormat, V: VramAccess + ?Sized>(
     }
     let size = vram.size();
     let mut table = check_table(size, 0, root_ptr(root), dir_table_bytes::<M>(0))?;
+    // The directories entered so far (root first), to report a table that points back at one
+    // of its ancestors as a loop, as `walk_range` does.
+    let mut path = [u64::MAX; 8];
     for level in 0..M::DIR_LEVELS {
+        if let Some(slot) = path.get_mut(level) {
+            *slot = table.raw();
+        }
         let idx = dir_index::<M>(level, v);
         let words = dir_entry_words::<M>(level);
         let ea = entry_addr(table, idx, words).ok_or(oob(table))?;
@@ -272,6 +348,9 @@ pub fn translate<M: PtFormat, V: VramAccess + ?Sized>(
             PdeState::Table(ptr) => {
                 let next = level.saturating_add(1);
                 table = check_table(size, next, ptr, dir_table_bytes::<M>(next))?;
+                if path.get(..next).is_some_and(|p| p.contains(&table.raw())) {
+                    return Err(WalkError::Loop(table));
+                }
             }
         }
     }
@@ -710,3 +789,6 @@ impl<V: VramAccess + ?Sized, F: FnMut(WalkItem) -> ControlFlow<()>> RangeWalk<'_
 fn half(h: DualHalf) -> Option<PdeTable> {
     h.table().copied()
 }
+
+#[cfg(test)]
+mod tests;

@@ -25,6 +25,17 @@ const fn mask(hi: u32, lo: u32) -> u64 {
 /// where v2 keeps NO_ATS, the likely source of such a value.
 const V3_PCF_UNDEFINED: u64 = 1 << 5;
 
+/// Bits 4, 6 and 7 of a v2 upper PDE: §1.2 names no field there (VOL is 3, NO_ATS 5, the
+/// address starts at 8), so strict mode faults on them, as the core refuses them.
+const V2_PDE_UNNAMED: u64 = (1 << 4) | (1 << 6) | (1 << 7);
+
+/// Bit 5 of a v2 upper PDE, NO_ATS, which exists from Volta on: unnamed (reserved) on Pascal.
+const V2_PDE_NO_ATS: u64 = 1 << 5;
+
+/// Bits 64 and 68..71 of a v2 dual PDE (bits 0 and 7:4 of the small half's qword): §1.3 names
+/// no field there (APERTURE_SMALL is 66:65, VOL_SMALL 67, ADDRESS_SMALL starts at 72).
+const V2_SMALL_HALF_UNNAMED: u64 = 1 | (0xF << 4);
+
 /// A PDE (or PDE half) decoded.
 pub(super) enum Pde {
     /// Aperture 0 and not sparse.
@@ -67,8 +78,14 @@ impl RefMmu {
         match self.version() {
             MmuVersion::V2 => {
                 // §1.2: APERTURE 2:1 (0 invalid, 1 vid, 2/3 sys), VOL 3,
-                // ADDRESS_VID 32:8 (PA>>12; 35:33 peer must be 0), ADDRESS_SYS 53:8.
-                self.v2_pointer(e, bits(e, 2, 1), bit(e, 3), 8, 12)
+                // ADDRESS_VID 32:8 (PA>>12; 35:33 peer must be 0), ADDRESS_SYS 53:8, NO_ATS 5
+                // (Volta and later). Bits 4, 6, 7 (and 5 on Pascal) are named by no field.
+                let unnamed = if self.chip.has_no_ats() {
+                    V2_PDE_UNNAMED
+                } else {
+                    V2_PDE_UNNAMED | V2_PDE_NO_ATS
+                };
+                self.v2_pointer(e, bits(e, 2, 1), bit(e, 3), 8, 12, unnamed)
             }
             MmuVersion::V3 => {
                 // §2.2: APERTURE 2:1, PCF 5:3 (bit 3 = sparse when aperture 0), ADDRESS 51:12
@@ -87,7 +104,7 @@ impl RefMmu {
     pub(super) fn decode_big_half(&self, q0: u64) -> Pde {
         match self.version() {
             // §1.3: APERTURE_BIG 2:1, VOL_BIG 3, ADDRESS_BIG 53:4 sys / 32:4 vid = PA >> 8.
-            MmuVersion::V2 => self.v2_pointer(q0, bits(q0, 2, 1), bit(q0, 3), 4, 8),
+            MmuVersion::V2 => self.v2_pointer(q0, bits(q0, 2, 1), bit(q0, 3), 4, 8, 0),
             // §2.2: APERTURE_BIG 2:1, PCF_BIG 5:3, ADDRESS_BIG 51:8 = PA in place.
             MmuVersion::V3 => self.v3_pointer(
                 q0,
@@ -103,8 +120,10 @@ impl RefMmu {
         match self.version() {
             // §1.3: APERTURE_SMALL 66:65 = q1 2:1, VOL_SMALL 67 = q1 3 (sparseness is decided
             // by VOL_BIG, so it does not matter here), ADDRESS_SMALL 117:72 / 96:72 = q1 53:8 /
-            // 32:8, PA >> 12.
-            MmuVersion::V2 => self.v2_pointer(q1, bits(q1, 2, 1), false, 8, 12),
+            // 32:8, PA >> 12. Bits 64 and 68..71 (q1 0 and 7:4) are named by no field.
+            MmuVersion::V2 => {
+                self.v2_pointer(q1, bits(q1, 2, 1), false, 8, 12, V2_SMALL_HALF_UNNAMED)
+            }
             // §2.2: APERTURE_SMALL 66:65, PCF_SMALL 69:67, ADDRESS_SMALL 115:76 = q1 51:12.
             MmuVersion::V3 => self
                 .v3_pointer(
@@ -118,8 +137,17 @@ impl RefMmu {
     }
 
     /// A v2 directory pointer whose address field starts at bit `lo` and holds PA >> `shift`:
-    /// vid field is `(32):lo` (peer 35:33 must be 0), sys field `53:lo`.
-    fn v2_pointer(&self, e: u64, aperture: u64, sparse_bit: bool, lo: u32, shift: u32) -> Pde {
+    /// vid field is `(32):lo` (peer 35:33 must be 0), sys field `53:lo`; `unnamed` are the
+    /// low bits no field names, reserved in strict mode when the pointer is valid.
+    fn v2_pointer(
+        &self,
+        e: u64,
+        aperture: u64,
+        sparse_bit: bool,
+        lo: u32,
+        shift: u32,
+        unnamed: u64,
+    ) -> Pde {
         match aperture {
             0 => {
                 if sparse_bit {
@@ -129,13 +157,13 @@ impl RefMmu {
                 }
             }
             1 => {
-                if self.strict && e & mask(63, 33) != 0 {
+                if self.strict && e & (mask(63, 33) | unnamed) != 0 {
                     return Pde::Reserved;
                 }
                 Pde::Vid(bits(e, 32, lo) << shift)
             }
             _ => {
-                if self.strict && e & mask(63, 54) != 0 {
+                if self.strict && e & (mask(63, 54) | unnamed) != 0 {
                     return Pde::Reserved;
                 }
                 Pde::Sys

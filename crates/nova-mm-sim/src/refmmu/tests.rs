@@ -979,6 +979,57 @@ fn v2_big_half_bit5_is_address_not_no_ats() {
 }
 
 #[test]
+fn v2_unnamed_pointer_bits_are_reserved() {
+    // §1.2 names VOL 3 and NO_ATS 5 (Volta on) below ADDRESS 32:8, so upper-PDE bits 4, 6, 7
+    // (and 5 on Pascal) are unnamed; §1.3 names APERTURE_SMALL 66:65 and VOL_SMALL 67 below
+    // ADDRESS_SMALL 72, so bits 64 and 68..71 (q1 bits 0, 7:4) are unnamed. Strict mode faults
+    // on them in a valid pointer; lenient mode ignores them.
+    let pd1e = 0x3000 + idx(VA2, 29, 9) * 8;
+    let small_half = PD0 + idx(VA2, 21, 8) * 16 + 8;
+    let mut cases = Vec::new();
+    for bit in [4u32, 6, 7] {
+        for chip in [Chip::Pascal, Chip::Turing] {
+            cases.push((chip, pd1e, v2_pde(PD0) | (1 << bit), Level::Pd1));
+        }
+    }
+    cases.push((Chip::Pascal, pd1e, v2_pde(PD0) | 0x20, Level::Pd1));
+    for bit in [0u32, 4, 5, 6, 7] {
+        // q1 = (0xA000 >> 4) | 2 = 0xA02, plus the stray bit.
+        cases.push((
+            Chip::Ada,
+            small_half,
+            v2_pde(SMALL) | (1 << bit),
+            Level::Pd0,
+        ));
+    }
+    for (chip, addr, raw, level) in cases {
+        let mut v = vram();
+        let e = v2_link(&mut v, VA2);
+        dual(&mut v, e, MmuVersion::V2);
+        w(&mut v, small_slot(VA2), v2_pte(0x12_3000));
+        assert!(tr(chip, &v, VA2, Access::READ).is_ok());
+        w(&mut v, addr, raw);
+        assert_eq!(
+            tr(chip, &v, VA2, Access::READ),
+            Err(Fault::ReservedBits { level, entry: raw }),
+            "{chip} {raw:#x}"
+        );
+        let t = RefMmu::lenient(chip).translate(&v, pdb(), va(VA2), Access::READ);
+        assert_eq!(t.unwrap().pa, PhysAddr::new(0x12_3ABC), "{chip} {raw:#x}");
+    }
+    // NO_ATS (bit 5) is a field from Volta on: a pointer with it is fine.
+    let mut v = vram();
+    let e = v2_link(&mut v, VA2);
+    dual(&mut v, e, MmuVersion::V2);
+    w(&mut v, small_slot(VA2), v2_pte(0x12_3000));
+    w(&mut v, pd1e, v2_pde(PD0) | 0x20);
+    assert_eq!(
+        tr(Chip::Volta, &v, VA2, Access::READ).unwrap().pa,
+        PhysAddr::new(0x12_3ABC)
+    );
+}
+
+#[test]
 fn v2_sysmem_pointer_reserved_bits() {
     // Sys PDE (APERTURE 2 -> 0x4) with bit 54 set (above ADDRESS_SYS 53:8): reserved.
     let mut v = vram();
