@@ -780,6 +780,7 @@ fn fixed_storage_without_alloc() {
 /// another operation links the table first, it must zero those slots: poisoned table memory
 /// never becomes visible.
 #[test]
+#[cfg_attr(miri, ignore)] // too slow under miri
 fn poisoned_tables_never_leak_through_interleaving() {
     let (mut s, mut vram, mut alloc, mut tlb) = setup::<MmuV2>(Chip::Turing);
     // Poison every free table with valid-looking PTEs.
