@@ -2,6 +2,7 @@
 //!
 //! - `ci`: everything CI checks, installing what is missing first.
 //! - `demo`: the main job (the demo on the simulated GPU).
+//! - `fuzz [TARGET] [SECONDS]`, `miri`: the nightly-toolchain checks (also run by `ci`).
 
 use std::process::{Command, ExitCode};
 use std::time::Instant;
@@ -148,6 +149,10 @@ fn ci() -> Result<()> {
     )?;
     run("cargo", &["test", "--workspace", "--all-features"])?;
     kernel::kernel_test()?;
+    // Nightly toolchain: miri over the core's and the simulator's unit tests, then a smoke run
+    // of every fuzz target (a minute each).
+    nightly::miri()?;
+    nightly::fuzz(&["60".to_owned()])?;
     eprintln!(
         "xtask ci: all steps passed in {:.0} s",
         start.elapsed().as_secs_f64()

@@ -216,6 +216,7 @@ mod tests {
     use std::eprintln;
 
     #[test]
+    #[cfg_attr(miri, ignore)] // runs whole suites: too slow under miri
     fn every_selftest_passes_on_the_host() {
         let mut failures = 0usize;
         let mut store = scratch::tests::HostScratch::new();
@@ -231,6 +232,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(miri, ignore)] // runs whole suites: too slow under miri
     fn buddy_selftests_pass_on_the_host() {
         let mut store = scratch::tests::HostScratch::new();
         let mut scratch = store.scratch();

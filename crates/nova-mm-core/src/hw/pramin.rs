@@ -856,6 +856,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(miri, ignore)] // too slow under miri
     fn bulk_write_costs() {
         for native in [false, true] {
             let bar = TestBar::new(Chip::Hopper, native);
@@ -922,11 +923,12 @@ mod tests {
     }
 
     proptest! {
-        #![proptest_config(ProptestConfig::with_cases(64))]
+        #![proptest_config(ProptestConfig::with_cases(if cfg!(miri) { 2 } else { 64 }))]
 
         /// Random access sequences through PRAMIN equal a flat-memory model, out-of-range
         /// accesses change nothing, and the window moves exactly when an access leaves it.
         #[test]
+        #[cfg_attr(miri, ignore)] // too slow under miri (2 MiB model per case)
         fn pramin_equals_flat_memory(ops in proptest::collection::vec(op(), 1..24), native in any::<bool>()) {
             let bar = TestBar::new(Chip::BlackwellGb20x, native);
             let mut p = Pramin::new(&bar, Chip::BlackwellGb20x, SIZE).unwrap();
@@ -1153,8 +1155,9 @@ mod tests {
         }
 
         prop_state_machine! {
-            #![proptest_config(ProptestConfig::with_cases(96))]
+            #![proptest_config(ProptestConfig::with_cases(if cfg!(miri) { 2 } else { 96 }))]
             #[test]
+            #[cfg_attr(miri, ignore)] // too slow under miri (large simulated BAR per case)
             fn pramin_state_machine(sequential 1..40 => PraminMachine);
         }
     }

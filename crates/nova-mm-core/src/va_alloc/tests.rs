@@ -174,6 +174,7 @@ fn visits_of<T>(f: impl FnOnce() -> T) -> (T, u64) {
 }
 
 #[test]
+#[cfg_attr(miri, ignore)] // too slow under miri
 fn page_size_alignments_skip_near_misses_in_log_time() {
     // 4096 blocks of 64 KiB, each with one free 8 KiB gap at +4 KiB: every gap is long enough for
     // 8 KiB but none holds a 64 KiB- (or 32 KiB-) aligned start.
@@ -443,6 +444,7 @@ fn first_fit_alignment_and_window() {
 }
 
 #[test]
+#[cfg_attr(miri, ignore)] // too slow under miri
 fn near_miss_gaps_are_skipped_but_lower_fits_are_found() {
     // Gaps of exactly 2 pages at odd page offsets cannot hold a 2-page range aligned to 8 KiB.
     let mut a = small(256);
@@ -575,6 +577,7 @@ fn ensure_free_nodes_grows_up_front() {
 
 #[cfg(feature = "alloc")]
 #[test]
+#[cfg_attr(miri, ignore)] // too slow under miri
 fn vec_storage_grows() {
     let mut a = VecVaAllocator::new_vec(va(0), va(1 << 40), G).unwrap();
     for i in 0..1000u64 {
@@ -628,6 +631,7 @@ fn v3_sized_space_and_top_of_u64() {
 }
 
 #[test]
+#[cfg_attr(miri, ignore)] // too slow under miri
 fn many_random_operations_keep_the_tree_balanced() {
     // Deterministic pseudo-random churn, larger than the state machine's, checking the height
     // bound and the summaries.
@@ -875,7 +879,8 @@ impl StateMachineTest for VaSut {
 }
 
 prop_state_machine! {
-    #![proptest_config(ProptestConfig::with_cases(192))]
+    #![proptest_config(ProptestConfig::with_cases(if cfg!(miri) { 2 } else { 192 }))]
     #[test]
+    #[cfg_attr(miri, ignore)] // too slow under miri
     fn va_allocator_matches_naive_first_fit(sequential 1..80 => VaSut);
 }

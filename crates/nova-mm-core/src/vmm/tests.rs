@@ -269,7 +269,21 @@ fn roundtrip<M: PtFormat>(chip: Chip, va: u64, pa: u64, len: u64, expect: PageSi
     assert_eq!(alloc.used(), 0);
 }
 
+/// A few pages on each MMU version: small enough for miri, which skips the larger tests.
 #[test]
+fn small_round_trips_v2_and_v3() {
+    roundtrip::<MmuV2>(Chip::Turing, 0x10_0000, 0x20_0000, 0x3000, PageSize::Size4K);
+    roundtrip::<MmuV3>(
+        Chip::Hopper,
+        0x20_0000,
+        0x40_0000,
+        0x2_0000,
+        PageSize::Size64K,
+    );
+}
+
+#[test]
+#[cfg_attr(miri, ignore)] // too slow under miri
 fn every_page_size_round_trips() {
     roundtrip::<MmuV2>(
         Chip::Turing,
@@ -337,6 +351,7 @@ fn every_page_size_round_trips() {
 }
 
 #[test]
+#[cfg_attr(miri, ignore)] // too slow under miri
 fn mixed_sizes_and_dual_precedence() {
     for chip in [Chip::Turing, Chip::Hopper] {
         mixed::<MmuV2>(chip, Chip::Turing);
@@ -431,6 +446,7 @@ fn mixed<M: PtFormat>(chip: Chip, want: Chip) {
 }
 
 #[test]
+#[cfg_attr(miri, ignore)] // too slow under miri
 fn sparse_reservations() {
     let (mut s, mut vram, mut alloc, mut tlb) = setup::<MmuV3>(Chip::Hopper);
     let (m, _) = s
@@ -461,6 +477,7 @@ fn sparse_reservations() {
 }
 
 #[test]
+#[cfg_attr(miri, ignore)] // too slow under miri
 fn fault_injection_is_all_or_nothing() {
     for k in 1..200u64 {
         let (mut s, mut vram, mut alloc, mut tlb) = setup::<MmuV2>(Chip::Ampere);
@@ -520,6 +537,7 @@ fn fault_injection_is_all_or_nothing() {
 }
 
 #[test]
+#[cfg_attr(miri, ignore)] // too slow under miri
 fn table_allocation_failures_leak_nothing() {
     for k in 1..12u64 {
         let (mut s, mut vram, mut alloc, mut tlb) = setup::<MmuV3>(Chip::BlackwellGb20x);
@@ -557,6 +575,7 @@ fn table_allocation_failures_leak_nothing() {
 }
 
 #[test]
+#[cfg_attr(miri, ignore)] // too slow under miri
 fn interleaved_prepared_operations() {
     let (mut s, mut vram, mut alloc, mut tlb) = setup::<MmuV2>(Chip::Turing);
     let r1 = [PhysRun::vram(VramAddress::new(0x100_0000), 0x1000)];
@@ -632,6 +651,7 @@ fn interleaved_prepared_operations() {
 }
 
 #[test]
+#[cfg_attr(miri, ignore)] // too slow under miri
 fn one_invalidate_with_minimal_level() {
     let (mut s, mut vram, mut alloc, mut tlb) = setup::<MmuV2>(Chip::Turing);
     let runs = [PhysRun::vram(VramAddress::new(0x100_0000), 0x4000_0000)];
@@ -760,6 +780,7 @@ fn fixed_storage_without_alloc() {
 /// another operation links the table first, it must zero those slots: poisoned table memory
 /// never becomes visible.
 #[test]
+#[cfg_attr(miri, ignore)] // too slow under miri
 fn poisoned_tables_never_leak_through_interleaving() {
     let (mut s, mut vram, mut alloc, mut tlb) = setup::<MmuV2>(Chip::Turing);
     // Poison every free table with valid-looking PTEs.

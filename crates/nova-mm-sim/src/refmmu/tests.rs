@@ -1059,6 +1059,7 @@ fn v2_sysmem_pointer_reserved_bits() {
 }
 
 #[test]
+#[cfg_attr(miri, ignore)] // too slow under miri
 fn enumerate_regions_of_a_hand_built_tree() {
     let mut v = vram();
     let e = v2_link(&mut v, VA2);
@@ -1132,7 +1133,7 @@ fn walk_over_any_vram_access_backend() {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(256))]
+    #![proptest_config(ProptestConfig::with_cases(if cfg!(miri) { 4 } else { 256 }))]
 
     /// Arbitrary VRAM contents (entries scattered over a small VRAM, pointing mostly at small
     /// addresses so walks go deep) never panic, for every chip, in both modes.

@@ -440,7 +440,7 @@ fn pwc_is_used_and_counted() {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(64))]
+    #![proptest_config(ProptestConfig::with_cases(if cfg!(miri) { 2 } else { 64 }))]
 
     /// After an arbitrary history of PTE rewrites, translations and invalidates, an
     /// invalidate-everything makes the TLB agree with the reference MMU on every VA; and a

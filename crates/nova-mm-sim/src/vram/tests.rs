@@ -195,6 +195,7 @@ fn range_fault_hits_overlapping_accesses_only() {
 }
 
 #[test]
+#[cfg_attr(miri, ignore)] // miri has no SEEK_DATA/SEEK_HOLE
 fn sparse_image_round_trip() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("vram.img");
@@ -228,6 +229,7 @@ fn sparse_image_round_trip() {
 }
 
 #[test]
+#[cfg_attr(miri, ignore)] // miri has no SEEK_DATA/SEEK_HOLE
 fn image_of_dense_small_file_loads() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("dense.img");
@@ -272,10 +274,11 @@ fn op() -> impl Strategy<Value = Op> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(64))]
+    #![proptest_config(ProptestConfig::with_cases(if cfg!(miri) { 2 } else { 64 }))]
 
     /// Random writes match a byte-level HashMap model; out-of-range writes change nothing.
     #[test]
+    #[cfg_attr(miri, ignore)] // too slow under miri
     fn matches_hashmap_model(ops in proptest::collection::vec(op(), 1..40), slow in any::<bool>()) {
         let mut v = SimVram::new(MODEL_SIZE).unwrap();
         if slow {
@@ -548,7 +551,7 @@ mod state_machine {
     }
 
     prop_state_machine! {
-        #![proptest_config(ProptestConfig::with_cases(128))]
+        #![proptest_config(ProptestConfig::with_cases(if cfg!(miri) { 2 } else { 128 }))]
         #[test]
         fn vram_with_fault_rules_matches_model(sequential 1..40 => Sut);
     }

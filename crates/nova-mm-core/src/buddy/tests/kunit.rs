@@ -17,6 +17,7 @@ const CLEAR: AllocFlags = AllocFlags::CLEAR;
 /// `[0, 2^63)` range returning one block of order `max_order` and size 2^63 — at the largest chunk
 /// size whose metadata fits a test (1 TiB chunks: 2^24 − 1 chunks, 24 roots).
 #[test]
+#[cfg_attr(miri, ignore)] // too slow under miri
 fn alloc_limit() {
     let p = BuddyParams {
         base_offset: 0,
@@ -51,6 +52,7 @@ fn alloc_limit() {
 
 /// KUnit test 2: alloc_optimistic: one block of every order fits a `2^17 − 1`-page pool exactly.
 #[test]
+#[cfg_attr(miri, ignore)] // too slow under miri
 fn alloc_optimistic() {
     let mut b = mk(SZ_4K * ((1 << 17) - 1), SZ_4K);
     assert_eq!(b.root_count(), 17);
@@ -70,6 +72,7 @@ fn alloc_optimistic() {
 
 /// KUnit test 3: alloc_pessimistic.
 #[test]
+#[cfg_attr(miri, ignore)] // too slow under miri
 fn alloc_pessimistic() {
     let mut b = mk(SZ_4K << 16, SZ_4K);
     assert_eq!(b.max_order(), 16);
@@ -182,6 +185,7 @@ fn alloc_contiguous() {
 /// force-merge, and a mixed block is reported dirty (the kernel asserts the same "dirty unless the
 /// block is the whole pool").
 #[test]
+#[cfg_attr(miri, ignore)] // too slow under miri
 fn alloc_clear() {
     let ps = SZ_4K;
     let mm = 16 * SZ_1M;
@@ -280,6 +284,7 @@ fn alloc_clear() {
 
 /// KUnit test 7: alloc_range: exact ranges.
 #[test]
+#[cfg_attr(miri, ignore)] // too slow under miri
 fn alloc_range() {
     let ps = SZ_4K;
     let mm = 16 * SZ_1M;
@@ -540,6 +545,7 @@ fn alloc_range_bias() {
 /// phase. Timing is only measured in the benchmark; here the outcomes are asserted, plus the
 /// stronger property that the pool is one free root again after each phase.
 #[test]
+#[cfg_attr(miri, ignore)] // too slow under miri
 fn fragmentation_performance() {
     let mm = 4u64 << 30;
     let n = 65_536usize;
@@ -577,6 +583,7 @@ fn fragmentation_performance() {
 
 /// KUnit test 10: alloc_exceeds_max_order: 9 GiB on a 10 GiB pool.
 #[test]
+#[cfg_attr(miri, ignore)] // too slow under miri
 fn alloc_exceeds_max_order() {
     let g = 1u64 << 30;
     let mut b = mk(10 * g, SZ_4K);
@@ -638,6 +645,7 @@ fn offset_aligned_allocation() {
 
 /// KUnit test 12: subtree_offset_alignment_stress, in its black-box form.
 #[test]
+#[cfg_attr(miri, ignore)] // too slow under miri
 fn subtree_offset_alignment_stress() {
     let mm = 2 * SZ_1M;
     let mut b = mk(mm, SZ_4K);

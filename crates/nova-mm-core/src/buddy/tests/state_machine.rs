@@ -346,5 +346,6 @@ impl StateMachineTest for BuddyMachine {
 prop_state_machine! {
     #![proptest_config(ProptestConfig::with_cases(128))]
     #[test]
+    #[cfg_attr(miri, ignore)] // too slow under miri, even with two cases
     fn buddy_state_machine(sequential 1..60 => BuddyMachine);
 }
