@@ -6,9 +6,10 @@
 //! request are given back and the sink is truncated, and since the free maps are canonical
 //! (buddies always merge) the allocator is then exactly as before.
 
-use super::bitmap::{msb, pow2, wmask, ClearMode, Core, Ctx};
+use super::bitmap::{is_derived, maximal, msb, pow2, ClearMode, Core, Ctx};
 use super::layout::{T_CLEAR, T_DIRTY, T_FREE};
 use super::sink::BlockSink;
+use super::small::WORD_ORDER;
 use super::types::{AllocFlags, AllocMode, AllocRequest, Block, BuddyError, InvalidArg};
 
 /// Which clear state a request prefers, when the free memory holds both.
@@ -59,6 +60,9 @@ impl<C: core::ops::DerefMut<Target = Core>, M: core::ops::DerefMut<Target = [u64
             let child = p >> o.saturating_sub(k);
             self.set_free(o, child ^ 1, true);
         }
+        if k < WORD_ORDER {
+            return self.take_small(k, p);
+        }
         let s = p.wrapping_shl(k);
         self.fc_range(s, s.wrapping_add(pow2(k)), false, ClearMode::Keep)
     }
@@ -94,26 +98,34 @@ impl<C: core::ops::DerefMut<Target = Core>, M: core::ops::DerefMut<Target = [u64
     fn highest_in(&mut self, j: u32) -> Option<u64> {
         let t = super::bitmap::tree_of(j);
         let hint = self.c.top.get(t).copied().unwrap_or(u64::MAX);
+        // Derived maps (orders below 6) put a block at the bit of its first chunk.
+        let unit = if is_derived(j) { j } else { 0 };
         // Most often the hint's own word still holds the answer.
-        let hi = hint.min(self.level_bits(t, 0));
-        if hi > 0 {
-            let w = hi.wrapping_sub(1) >> 6;
-            let word = self.lword(t, 0, w) & wmask(w, 0, hi);
+        if hint > 0 {
+            let last = hint.wrapping_sub(1);
+            let w = last >> 6;
+            let leaf = if is_derived(j) {
+                maximal(j, self.fw(w))
+            } else {
+                self.lword(t, 0, w)
+            };
+            // Bits `0..=last % 64` of the word.
+            let word = leaf & (u64::MAX >> (63 ^ (last & 63)));
             if word != 0 {
-                let q = w.wrapping_shl(6) | u64::from(msb(word));
+                let pos = w.wrapping_shl(6) | u64::from(msb(word));
                 if let Some(h) = self.c.top.get_mut(t) {
-                    *h = q.wrapping_add(1);
+                    *h = pos.wrapping_add(1);
                 }
-                return Some(q);
+                return Some(pos >> unit);
             }
         }
-        let q = self
+        let pos = self
             .find_prev(t, 0, 0, hint)
             .or_else(|| self.find_prev(t, 0, 0, u64::MAX));
         if let Some(h) = self.c.top.get_mut(t) {
-            *h = q.map_or(0, |q| q.wrapping_add(1));
+            *h = pos.map_or(0, |q| q.wrapping_add(1));
         }
-        q
+        pos.map(|p| p >> unit)
     }
 
     /// The free block of order `≥ k` with the highest address.

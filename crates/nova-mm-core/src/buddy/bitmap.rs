@@ -4,7 +4,9 @@
 //! Everything here is total: an index outside the metadata reads as 0 and is not written, so a
 //! logic error shows up in [`Buddy::check`](super::Buddy::check), never as a panic.
 
-use super::layout::{chunks_of, Layout, MAX_TREES, T_CLEAR, T_DIRTY, T_FREE, T_ORDER0};
+use super::layout::{
+    chunks_of, derived_leaf, Layout, DERIVED_ORDERS, MAX_TREES, T_CLEAR, T_DIRTY, T_FREE, T_ORDER0,
+};
 use super::types::{BuddyError, BuddyParams, InvalidArg};
 
 /// Bits `[b, 64)` of a word (`b ≥ 64` gives 0).
@@ -43,12 +45,38 @@ pub(crate) fn msb(x: u64) -> u32 {
     63u32.saturating_sub(x.leading_zeros())
 }
 
-/// Order-0 free blocks of a free-chunk word: free chunks whose buddy is not free.
+/// Positions (within a word) that are multiples of `2^a`, for `a < 6`.
+pub(crate) const fn stride_mask(a: u32) -> u64 {
+    match a {
+        0 => u64::MAX,
+        1 => 0x5555_5555_5555_5555,
+        2 => 0x1111_1111_1111_1111,
+        3 => 0x0101_0101_0101_0101,
+        4 => 0x0001_0001_0001_0001,
+        _ => 0x0000_0001_0000_0001,
+    }
+}
+
+/// The maximal free blocks of order `k < 6` in free-chunk word `f`, each at the bit of its first
+/// chunk: aligned all-free runs of `2^k` chunks whose parent is not all free. A whole free word
+/// belongs to order 6 or above. (Roots below order 6 end the pool, where the padding bits are 0,
+/// so a parent running past a root is never all free.)
 #[inline]
-pub(crate) fn free0(f: u64) -> u64 {
-    const EVEN: u64 = 0x5555_5555_5555_5555;
-    let swapped = ((f >> 1) & EVEN) | ((f & EVEN) << 1);
-    f & !swapped
+pub(crate) fn maximal(k: u32, f: u64) -> u64 {
+    // `run` has bit `i` set iff bits `[i, i + 2^k)` of `f` are all set.
+    let mut run = f;
+    let mut s = 0u32;
+    while s < k {
+        run &= run >> pow2(s);
+        s = s.saturating_add(1);
+    }
+    let full = run & stride_mask(k);
+    let parent = if k.saturating_add(1) >= DERIVED_ORDERS {
+        u64::from(f == u64::MAX)
+    } else {
+        run & (run >> pow2(k)) & stride_mask(k.saturating_add(1))
+    };
+    full & !(parent | parent.wrapping_shl(1u32.wrapping_shl(k)))
 }
 
 /// Population count, fast for the common cases of the allocator: 0, one bit, and one
@@ -205,19 +233,31 @@ pub(crate) struct Ctx<C, M> {
 }
 
 impl<C: core::ops::Deref<Target = Core>, M: core::ops::Deref<Target = [u64]>> Ctx<C, M> {
-    #[inline]
+    #[inline(always)]
     pub(crate) fn rd(&self, i: usize) -> u64 {
         self.m.get(i).copied().unwrap_or(0)
     }
 
-    /// Free-chunk word `w`.
+    /// Metadata index of free-chunk word `w`.
     #[inline]
+    pub(crate) fn f_index(&self, w: u64) -> usize {
+        ix(self.c.layout.f_off, w)
+    }
+
+    /// Metadata index of clear-chunk word `w`.
+    #[inline]
+    pub(crate) fn c_index(&self, w: u64) -> usize {
+        ix(self.c.layout.c_off, w)
+    }
+
+    /// Free-chunk word `w`.
+    #[inline(always)]
     pub(crate) fn fw(&self, w: u64) -> u64 {
         self.rd(ix(self.c.layout.f_off, w))
     }
 
     /// Clear-chunk word `w`.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn cw(&self, w: u64) -> u64 {
         self.rd(ix(self.c.layout.c_off, w))
     }
@@ -251,9 +291,14 @@ impl<C: core::ops::Deref<Target = Core>, M: core::ops::Deref<Target = [u64]>> Ct
                 T_FREE => self.fw(w),
                 T_CLEAR => self.fw(w) & self.cw(w),
                 T_DIRTY => self.fw(w) & !self.cw(w),
-                T_ORDER0 => free0(self.fw(w)),
-                _ => self.rd(ix(self.level_off(t, 0), w)),
+                _ if derived_leaf(t) => {
+                    let k = u32::try_from(t.wrapping_sub(T_ORDER0)).unwrap_or(0);
+                    maximal(k, self.fw(w))
+                }
+                _ => self.rd(ix(self.c.layout.off0(t), w)),
             }
+        } else if l == 1 {
+            self.rd(ix(self.c.layout.off1(t), w))
         } else {
             self.rd(ix(self.level_off(t, l), w))
         }
@@ -262,11 +307,11 @@ impl<C: core::ops::Deref<Target = Core>, M: core::ops::Deref<Target = [u64]>> Ct
     /// Whether block `i` of order `k` is a maximal free block.
     #[inline]
     pub(crate) fn is_free(&self, k: u32, i: u64) -> bool {
-        if k == 0 {
-            free0(self.fw(i >> 6)) & bit(i) != 0
+        if is_derived(k) {
+            let c = i.wrapping_shl(k);
+            maximal(k, self.fw(c >> 6)) & bit(c) != 0
         } else {
-            let t = tree_of(k);
-            self.lword(t, 0, i >> 6) & bit(i) != 0
+            self.lword(tree_of(k), 0, i >> 6) & bit(i) != 0
         }
     }
 
@@ -331,14 +376,15 @@ impl<C: core::ops::Deref<Target = Core>, M: core::ops::Deref<Target = [u64]>> Ct
 }
 
 impl<C: core::ops::DerefMut<Target = Core>, M: core::ops::DerefMut<Target = [u64]>> Ctx<C, M> {
-    #[inline]
+    #[inline(always)]
     pub(crate) fn wr(&mut self, i: usize, v: u64) {
         if let Some(x) = self.m.get_mut(i) {
             *x = v;
         }
     }
 
-    /// Sets or clears bit `b` of level `l` of tree `t` and keeps the summaries above in step.
+    /// Sets bit `b` of level `l` of tree `t` and the summary bits above it, or clears it alone
+    /// (the summaries above may then be stale; see [`Self::find_next`]).
     #[inline]
     pub(crate) fn flip(&mut self, t: usize, mut l: usize, mut b: u64, on: bool) {
         let layout = &self.c.layout;
@@ -353,7 +399,9 @@ impl<C: core::ops::DerefMut<Target = Core>, M: core::ops::DerefMut<Target = [u64
             let old = *x;
             let new = if on { old | bit(b) } else { old & !bit(b) };
             *x = new;
-            if (old == 0) == (new == 0) || (!on && l >= 1) {
+            // Summaries only ever gain bits here: a clear stops at the level it was asked for,
+            // and a summary bit over an emptied word is left for the searches to drop.
+            if !on || (old == 0) == (new == 0) {
                 return;
             }
             l = l.saturating_add(1);
@@ -361,105 +409,71 @@ impl<C: core::ops::DerefMut<Target = Core>, M: core::ops::DerefMut<Target = [u64
         }
     }
 
-    /// Records block `i` of order `k ≥ 1` as a maximal free block (or not).
+    /// Makes the level-1 summary of tree `t` show leaf word `w` (which has, or is getting, a set
+    /// bit), and the levels above if it is new there.
     #[inline(always)]
-    pub(crate) fn set_free(&mut self, k: u32, i: u64, on: bool) {
-        if k == 0 {
-            return;
-        }
-        let t = tree_of(k);
-        self.flip(t, 0, i, on);
-        if on {
-            if let Some(h) = self.c.top.get_mut(t) {
-                *h = (*h).max(i.wrapping_add(1));
-            }
-        }
-        let ku = usize::try_from(k).unwrap_or(usize::MAX);
-        if let Some(c) = self.c.counts.get_mut(ku) {
-            *c = if on {
-                c.wrapping_add(1)
-            } else {
-                c.wrapping_sub(1)
-            };
-            let nz = *c != 0;
-            self.c.nonempty = if nz {
-                self.c.nonempty | pow2(k)
-            } else {
-                self.c.nonempty & !pow2(k)
-            };
-        }
-    }
-
-    /// [`Self::fc_range`] for one chunk: the hot path of single-chunk allocation and free. Only
-    /// the pair of chunks holding `p` can change its order-0 blocks, so every counter delta is
-    /// known from a few bits, without population counts.
-    #[inline(always)]
-    fn fc_chunk(&mut self, p: u64, free: bool, cm: ClearMode) -> bool {
-        let w = p >> 6;
-        let b = bit(p);
-        let fi = ix(self.c.layout.f_off, w);
-        let ci = ix(self.c.layout.c_off, w);
-        let f = self.rd(fi);
-        let c = self.rd(ci);
-        let was = f & c & b == b;
-        let nf = if free { f | b } else { f & !b };
-        let nc = match cm {
-            ClearMode::Keep => c,
-            ClearMode::Set(true) => c | b,
-            ClearMode::Set(false) => c & !b,
-        };
-        if nf == f && nc == c {
-            return was;
-        }
-        self.wr(fi, nf);
-        if nc != c {
-            self.wr(ci, nc);
-        }
-        if (f == 0) != (nf == 0) {
-            self.flip(T_FREE, 1, w, nf != 0);
-        }
-        let (cl_o, cl_n) = (f & c, nf & nc);
-        if (cl_o == 0) != (cl_n == 0) {
-            self.flip(T_CLEAR, 1, w, cl_n != 0);
-        }
-        let (di_o, di_n) = (f & !c, nf & !nc);
-        if (di_o == 0) != (di_n == 0) {
-            self.flip(T_DIRTY, 1, w, di_n != 0);
-        }
-        // The pair of `p` holds one order-0 block iff exactly one of its chunks is free.
-        let s2 = u32::try_from(p & 62).unwrap_or(0);
-        let zo = ((f >> s2) ^ (f >> s2 >> 1)) & 1;
-        let zn = ((nf >> s2) ^ (nf >> s2 >> 1)) & 1;
-        if zo != zn {
-            let rest = free0(f) & !3u64.wrapping_shl(s2);
-            if rest == 0 {
-                self.flip(T_ORDER0, 1, w, zn != 0);
-            }
-            let core = &mut *self.c;
-            if let Some(c0) = core.counts.get_mut(0) {
-                *c0 = c0.wrapping_add(zn).wrapping_sub(zo);
-                core.nonempty = (core.nonempty & !1) | u64::from(*c0 != 0);
-            }
-            if zn != 0 {
-                if let Some(h) = core.top.get_mut(T_ORDER0) {
-                    *h = (*h).max(w.wrapping_shl(6).wrapping_add(64));
+    pub(crate) fn show_word(&mut self, t: usize, w: u64) {
+        let i = ix(self.c.layout.off1(t), w >> 6);
+        if let Some(x) = self.m.get_mut(i) {
+            let old = *x;
+            if old & bit(w) == 0 {
+                *x = old | bit(w);
+                if old == 0 {
+                    self.flip(t, 2, w >> 6, true);
                 }
             }
         }
-        let core = &mut *self.c;
-        let one = |x: u64| u64::from(x & b != 0);
-        core.avail = core.avail.wrapping_add(one(nf)).wrapping_sub(one(f));
-        core.clear_avail = core
-            .clear_avail
-            .wrapping_add(one(cl_n))
-            .wrapping_sub(one(cl_o));
-        if (nf & !f) != 0 || nc != c {
-            core.gen = core.gen.wrapping_add(1);
-        }
-        was
     }
 
-    /// Replaces free/clear word `w` and updates every derived summary and counter.
+    /// Records block `i` of order `k` as a maximal free block (or not): its bit for orders 6 and
+    /// above (the maps below are derived from the free-chunk words), the summaries when they
+    /// gain a bit, the upper bound for highest-block searches, the count and the non-empty mask.
+    #[inline(always)]
+    pub(crate) fn set_free(&mut self, k: u32, i: u64, on: bool) {
+        let t = tree_of(k);
+        // Leaf position of the block: derived maps index blocks by their first chunk.
+        let pos = if is_derived(k) {
+            i.wrapping_shl(k)
+        } else {
+            let li = ix(self.c.layout.off0(t), i >> 6);
+            if let Some(x) = self.m.get_mut(li) {
+                *x = if on { *x | bit(i) } else { *x & !bit(i) };
+            }
+            i
+        };
+        let core = &mut *self.c;
+        let ku = usize::try_from(k).unwrap_or(usize::MAX);
+        let mut only = false;
+        if let Some(c) = core.counts.get_mut(ku) {
+            // The non-empty mask changes only when a count leaves or reaches 0.
+            if on {
+                only = *c == 0;
+                *c = c.wrapping_add(1);
+                if only {
+                    core.nonempty |= pow2(k);
+                }
+            } else {
+                *c = c.wrapping_sub(1);
+                if *c == 0 {
+                    core.nonempty &= !pow2(k);
+                }
+            }
+        }
+        if on {
+            if let Some(h) = core.top.get_mut(t) {
+                // The first block of an order makes the bound exact again.
+                *h = if only {
+                    pos.wrapping_add(1)
+                } else {
+                    (*h).max(pos.wrapping_add(1))
+                };
+            }
+            self.show_word(t, pos >> 6);
+        }
+    }
+
+    /// Replaces free/clear word `w` and updates the chunk views' summaries and the counters (the
+    /// maximal-block maps are the caller's, through [`Self::set_free`]).
     pub(crate) fn write_fc(&mut self, w: u64, f_new: u64, c_new: u64) {
         let fi = ix(self.c.layout.f_off, w);
         let ci = ix(self.c.layout.c_off, w);
@@ -474,7 +488,6 @@ impl<C: core::ops::DerefMut<Target = Core>, M: core::ops::DerefMut<Target = [u64
             (T_FREE, f_old, f_new),
             (T_CLEAR, f_old & c_old, f_new & c_new),
             (T_DIRTY, f_old & !c_old, f_new & !c_new),
-            (T_ORDER0, free0(f_old), free0(f_new)),
         ];
         for (t, o, n) in views {
             if (o == 0) != (n == 0) {
@@ -482,25 +495,6 @@ impl<C: core::ops::DerefMut<Target = Core>, M: core::ops::DerefMut<Target = [u64
             }
         }
         let c = &mut *self.c;
-        let (z_old, z_new) = (free0(f_old), free0(f_new));
-        if z_old != z_new {
-            if let Some(c0) = c.counts.get_mut(0) {
-                *c0 = c0
-                    .wrapping_add(pc(z_new & !z_old))
-                    .wrapping_sub(pc(z_old & !z_new));
-                c.nonempty = if *c0 != 0 {
-                    c.nonempty | 1
-                } else {
-                    c.nonempty & !1
-                };
-            }
-            if z_new & !z_old != 0 {
-                let top = w.wrapping_shl(6).wrapping_add(64);
-                if let Some(h) = c.top.get_mut(T_ORDER0) {
-                    *h = (*h).max(top);
-                }
-            }
-        }
         let fc_old = f_old & c_old;
         let fc_new = f_new & c_new;
         c.avail = c
@@ -516,85 +510,15 @@ impl<C: core::ops::DerefMut<Target = Core>, M: core::ops::DerefMut<Target = [u64
         }
     }
 
-    /// Sets chunks `[s, e)` free or allocated and applies `cm` to their clear bits. Returns
-    /// whether every chunk was free and clear before.
+    /// Sets chunks `[s, e)` free or allocated and applies `cm` to their clear bits (the
+    /// maximal-block maps are the caller's). Returns whether every chunk was free and clear
+    /// before.
     #[inline(always)]
     pub(crate) fn fc_range(&mut self, s: u64, e: u64, free: bool, cm: ClearMode) -> bool {
         if s >= e {
             return true;
         }
-        if e == s.wrapping_add(1) {
-            return self.fc_chunk(s, free, cm);
-        }
-        let w = s >> 6;
-        if w == e.wrapping_sub(1) >> 6 {
-            return self.fc_word(w, wmask(w, s, e), free, cm);
-        }
         self.fc_words(s, e, free, cm)
-    }
-
-    /// [`Self::fc_range`] for the chunks of `mask` in word `w` (blocks below 64 chunks).
-    #[inline(always)]
-    fn fc_word(&mut self, w: u64, mask: u64, free: bool, cm: ClearMode) -> bool {
-        let fi = ix(self.c.layout.f_off, w);
-        let ci = ix(self.c.layout.c_off, w);
-        let f = self.rd(fi);
-        let c = self.rd(ci);
-        let all_clear = f & c & mask == mask;
-        let nf = if free { f | mask } else { f & !mask };
-        let nc = match cm {
-            ClearMode::Keep => c,
-            ClearMode::Set(true) => c | mask,
-            ClearMode::Set(false) => c & !mask,
-        };
-        if nf == f && nc == c {
-            return all_clear;
-        }
-        self.wr(fi, nf);
-        if nc != c {
-            self.wr(ci, nc);
-        }
-        if (f == 0) != (nf == 0) {
-            self.flip(T_FREE, 1, w, nf != 0);
-        }
-        let (cl_o, cl_n) = (f & c, nf & nc);
-        if (cl_o == 0) != (cl_n == 0) {
-            self.flip(T_CLEAR, 1, w, cl_n != 0);
-        }
-        let (di_o, di_n) = (f & !c, nf & !nc);
-        if (di_o == 0) != (di_n == 0) {
-            self.flip(T_DIRTY, 1, w, di_n != 0);
-        }
-        let (z_o, z_n) = (free0(f), free0(nf));
-        if z_o != z_n {
-            if (z_o == 0) != (z_n == 0) {
-                self.flip(T_ORDER0, 1, w, z_n != 0);
-            }
-            let core = &mut *self.c;
-            let up = z_n & !z_o;
-            if let Some(c0) = core.counts.get_mut(0) {
-                *c0 = c0.wrapping_add(pc(up)).wrapping_sub(pc(z_o & !z_n));
-                core.nonempty = (core.nonempty & !1) | u64::from(*c0 != 0);
-            }
-            if up != 0 {
-                if let Some(h) = core.top.get_mut(T_ORDER0) {
-                    *h = (*h).max(w.wrapping_shl(6).wrapping_add(64));
-                }
-            }
-        }
-        let core = &mut *self.c;
-        core.avail = core
-            .avail
-            .wrapping_add(pc(nf & !f))
-            .wrapping_sub(pc(f & !nf));
-        core.clear_avail = core
-            .clear_avail
-            .wrapping_add(pc(cl_n & !cl_o))
-            .wrapping_sub(pc(cl_o & !cl_n));
-        if (nf & !f) != 0 || nc != c {
-            core.gen = core.gen.wrapping_add(1);
-        }
-        all_clear
     }
 
     /// [`Self::fc_range`] for more than one chunk (`s < e`).
@@ -746,9 +670,9 @@ impl<C: core::ops::DerefMut<Target = Core>, M: core::ops::DerefMut<Target = [u64
         }
     }
 
-    /// Lowest set bit of level `l` of tree `t` in `[lo, hi)`. Summary bits above level 1 may be
-    /// stale (set over an empty word: clears do not propagate past level 1, which keeps
-    /// toggling cheap); a search clears the stale bits it meets.
+    /// Lowest set bit of level `l` of tree `t` in `[lo, hi)`. Summary bits may be stale (set
+    /// over an empty word: clears never propagate upwards, which keeps allocation and free from
+    /// rewriting summaries as words empty and refill); a search clears the stale bits it meets.
     pub(crate) fn find_next(&mut self, t: usize, l: usize, lo: u64, hi: u64) -> Option<u64> {
         let hi = hi.min(self.level_bits(t, l));
         if lo >= hi {
@@ -827,6 +751,12 @@ impl<C: core::ops::DerefMut<Target = Core>, M: core::ops::DerefMut<Target = [u64
             (w0 == 0 && w1 > 0 && self.lword(t, 0, 0) != 0).then_some(0)
         }
     }
+}
+
+/// Whether order `k`'s map is derived from the free-chunk words.
+#[inline]
+pub(crate) fn is_derived(k: u32) -> bool {
+    k < DERIVED_ORDERS
 }
 
 /// Tree number of the order-`k` free-block bitmap.

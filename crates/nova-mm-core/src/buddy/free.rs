@@ -5,6 +5,7 @@
 
 use super::bitmap::{pow2, ClearMode, Core, Ctx};
 use super::sink::BlockSink;
+use super::small::WORD_ORDER;
 use super::types::{Block, BuddyError, InvalidArg};
 
 impl<C: core::ops::DerefMut<Target = Core>, M: core::ops::DerefMut<Target = [u64]>> Ctx<C, M> {
@@ -56,21 +57,16 @@ impl<C: core::ops::DerefMut<Target = Core>, M: core::ops::DerefMut<Target = [u64
     /// Frees order-`k` block `p` (all its chunks allocated) and merges it up as far as it goes.
     #[inline]
     pub(crate) fn release(&mut self, k: u32, p: u64, cm: ClearMode) {
+        if k < WORD_ORDER {
+            self.give_small(k, p, cm);
+            return;
+        }
         let s = p.wrapping_shl(k);
         self.fc_range(s, s.wrapping_add(pow2(k)), true, cm);
         let mut o = k;
         let mut q = p;
-        while o < self.root_order(q.wrapping_shl(o)) {
-            let b = q ^ 1;
-            let buddy_free = if o == 0 {
-                self.f_bit(b)
-            } else {
-                self.is_free(o, b)
-            };
-            if !buddy_free {
-                break;
-            }
-            self.set_free(o, b, false);
+        while o < self.root_order(q.wrapping_shl(o)) && self.is_free(o, q ^ 1) {
+            self.set_free(o, q ^ 1, false);
             q >>= 1;
             o = o.saturating_add(1);
         }
@@ -90,7 +86,7 @@ impl<C: core::ops::DerefMut<Target = Core>, M: core::ops::DerefMut<Target = [u64
         if p >= self.c.n || self.f_bit(p) {
             return Err(bad);
         }
-        self.release(0, p, ClearMode::Set(cleared));
+        self.give_small(0, p, ClearMode::Set(cleared));
         Ok(())
     }
 

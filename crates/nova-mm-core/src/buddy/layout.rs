@@ -4,20 +4,24 @@
 //!
 //! - `F`: one bit per chunk, set while the chunk is free;
 //! - `C`: one bit per chunk, the clear (zeroed) state; meaningful for free chunks only;
-//! - per order `k ≥ 1`, a bitmap with one bit per naturally aligned order-`k` block, set while
+//! - per order `k ≥ 6`, a bitmap with one bit per naturally aligned order-`k` block, set while
 //!   that block is a maximal free block (buddies always merge, so the set is canonical);
-//! - 64-ary "non-zero word" summaries over each of those bitmaps and over four derived views of
+//! - 64-ary "non-zero word" summaries over each of those bitmaps and over nine derived views of
 //!   `F`/`C` whose words are computed on the fly: free chunks, clear free chunks, dirty free
-//!   chunks and order-0 free blocks (`F & !buddy(F)`; order 0 needs no bitmap of its own).
+//!   chunks, and the maximal free blocks of orders 0 to 5. A block of order below 6 lies inside
+//!   one 64-chunk word of `F`, so the word alone says whether it is a maximal free block: those
+//!   orders need no bitmap, and their views put block `i` of order `k` at bit `i << k` (the
+//!   position of its first chunk).
 //!
-//! That is about 3.06 bits per chunk (0.38 byte), whatever the fragmentation.
+//! That is about 2.2 bits per chunk (0.27 byte), whatever the fragmentation.
 
 /// Most levels a bitmap can need, leaf included. Word offsets are `u32` (see [`metadata_words`]),
 /// so the `F` bitmap has under 2^32 words and a leaf under 2^38 bits: 2^38 → 2^32 → … → 2^2 is 7
 /// levels.
 pub(crate) const MAX_LEVELS: usize = 7;
-/// Level offsets of all trees together: at most 4 × 7 for the views plus, per order `k ≥ 1`, the
-/// levels of an `n >> k`-bit leaf (168 for the largest addressable pool; checked by a test).
+/// Level offsets of all trees together: at most 9 × 7 for the derived views plus, per order
+/// `k ≥ 6`, the levels of an `n >> k`-bit leaf (checked by a test for the largest addressable
+/// pool).
 pub(crate) const MAX_OFFS: usize = 176;
 /// Tree numbers of the derived views.
 pub(crate) const T_FREE: usize = 0;
@@ -27,7 +31,11 @@ pub(crate) const T_CLEAR: usize = 1;
 pub(crate) const T_DIRTY: usize = 2;
 /// Order-0 free blocks; order `k` uses tree `T_ORDER0 + k`.
 pub(crate) const T_ORDER0: usize = 3;
-/// Trees at most: four views plus orders 1..=51.
+/// Orders whose blocks lie inside one `F` word, so their maps are derived from it.
+pub(crate) const DERIVED_ORDERS: u32 = 6;
+/// The first tree with a stored leaf: order 6.
+const FIRST_STORED_TREE: usize = T_ORDER0 + DERIVED_ORDERS as usize;
+/// Trees at most: three chunk views plus orders 0..=51.
 pub(crate) const MAX_TREES: usize = T_ORDER0 + 53;
 /// The smallest chunk gpu_buddy accepts.
 pub(crate) const MIN_CHUNK: u64 = 4096;
@@ -67,8 +75,9 @@ pub const fn metadata_words(size: u64, chunk: u64) -> usize {
     };
     let max_order = 63u32.saturating_sub(n.leading_zeros());
     let fc = words_for(n).saturating_mul(2);
-    let mut total = fc.saturating_add(tree_words(n, false).saturating_mul(4));
-    let mut k = 1;
+    let derived = (T_ORDER0 as u64).saturating_add(derived_orders(max_order));
+    let mut total = fc.saturating_add(tree_words(n, false).saturating_mul(derived));
+    let mut k = DERIVED_ORDERS;
     while k <= max_order {
         total = total.saturating_add(tree_words(n >> k, true));
         k = k.saturating_add(1);
@@ -78,6 +87,22 @@ pub const fn metadata_words(size: u64, chunk: u64) -> usize {
         return 0;
     }
     to_usize(total)
+}
+
+/// How many orders of a pool with `max_order` have derived maps.
+const fn derived_orders(max_order: u32) -> u64 {
+    let orders = (max_order as u64).saturating_add(1);
+    if orders < DERIVED_ORDERS as u64 {
+        orders
+    } else {
+        DERIVED_ORDERS as u64
+    }
+}
+
+/// Whether tree `t` has a derived leaf (a chunk view or an order below 6).
+#[inline]
+pub(crate) const fn derived_leaf(t: usize) -> bool {
+    t < FIRST_STORED_TREE
 }
 
 /// `x` as a `usize`, or 0 if it does not fit (a `const` `try_from`).
@@ -116,6 +141,10 @@ pub(crate) struct Layout {
     offs: [u32; MAX_OFFS],
     first: [u8; MAX_TREES],
     levels: [u8; MAX_TREES],
+    /// Word offsets of levels 0 and 1 of each tree, the ones the hot paths touch, looked up
+    /// without the level arithmetic. `u32::MAX` (none, or derived) is past the end of any
+    /// metadata, which has at most `u32::MAX` words, so it reads as 0 and is never written.
+    low: [[u32; 2]; MAX_TREES],
     pub(crate) tree_count: usize,
     pub(crate) words: usize,
 }
@@ -126,10 +155,10 @@ fn place(next: &mut u64, words: u64) -> Option<u32> {
     Some(at)
 }
 
-/// Leaf bits of tree `t` over `n` chunks.
+/// Leaf bits of tree `t` over `n` chunks (a derived leaf has a bit per chunk).
 #[inline]
 const fn leaf_bits(n: u64, t: usize) -> u64 {
-    if t <= T_ORDER0 {
+    if derived_leaf(t) {
         n
     } else {
         let k = t.wrapping_sub(T_ORDER0);
@@ -151,6 +180,7 @@ impl Layout {
         offs: [0; MAX_OFFS],
         first: [0; MAX_TREES],
         levels: [0; MAX_TREES],
+        low: [[u32::MAX; 2]; MAX_TREES],
         tree_count: 0,
         words: 0,
     };
@@ -176,12 +206,13 @@ impl Layout {
         self.offs = [0; MAX_OFFS];
         self.first = [0; MAX_TREES];
         self.levels = [0; MAX_TREES];
+        self.low = [[u32::MAX; 2]; MAX_TREES];
         let trees = T_ORDER0
             .checked_add(1)?
             .checked_add(usize::try_from(max_order).ok()?)?;
         let mut slot = 0usize;
         for t in 0..trees {
-            let stored_leaf = t > T_ORDER0;
+            let stored_leaf = !derived_leaf(t);
             *self.first.get_mut(t)? = u8::try_from(slot).ok()?;
             let mut bits = leaf_bits(n, t);
             let mut lv = 0usize;
@@ -203,10 +234,28 @@ impl Layout {
             *self.levels.get_mut(t)? = u8::try_from(lv).ok()?;
         }
         self.tree_count = trees;
+        for t in 0..trees {
+            for l in 0..2 {
+                let off = u32::try_from(self.level_off(t, l)).unwrap_or(u32::MAX);
+                *self.low.get_mut(t)?.get_mut(l)? = off;
+            }
+        }
         // Every offset and the end fit a `u32` (`metadata_words` agrees).
         u32::try_from(next).ok()?;
         self.words = usize::try_from(next).ok()?;
         Some(())
+    }
+
+    /// Word offset of level 0 of tree `t` (`usize::MAX` if it is derived or missing).
+    #[inline(always)]
+    pub(crate) fn off0(&self, t: usize) -> usize {
+        self.low.get(t).map_or(usize::MAX, |o| o[0] as usize)
+    }
+
+    /// Word offset of level 1 of tree `t` (`usize::MAX` if it has none).
+    #[inline(always)]
+    pub(crate) fn off1(&self, t: usize) -> usize {
+        self.low.get(t).map_or(usize::MAX, |o| o[1] as usize)
     }
 
     /// Levels of tree `t` (0 for a tree that does not exist).
@@ -232,7 +281,7 @@ impl Layout {
     /// Word offset of level `l` of tree `t` (`usize::MAX` if there is none, which reads as 0).
     #[inline]
     pub(crate) fn level_off(&self, t: usize, l: usize) -> usize {
-        if l >= self.levels(t) {
+        if l >= self.levels(t) || (l == 0 && derived_leaf(t)) {
             return usize::MAX;
         }
         self.first

@@ -98,6 +98,7 @@ mod free;
 mod layout;
 mod search;
 mod sink;
+mod small;
 mod types;
 
 #[cfg(test)]

@@ -5,19 +5,7 @@
 //! results ([`Hint`]) lets repeated requests of the same shape resume where the last one stopped,
 //! so patterns such as VK-CTS's 4000 × 8 KiB at 256 KiB stay linear overall.
 
-use super::bitmap::{msb, pow2, wmask, Core, Ctx, Hint, HINTS};
-
-/// Positions (within a word) that are multiples of `2^a`, for `a < 6`.
-const fn stride_mask(a: u32) -> u64 {
-    match a {
-        0 => u64::MAX,
-        1 => 0x5555_5555_5555_5555,
-        2 => 0x1111_1111_1111_1111,
-        3 => 0x0101_0101_0101_0101,
-        4 => 0x0001_0001_0001_0001,
-        _ => 0x0000_0001_0000_0001,
-    }
-}
+use super::bitmap::{msb, pow2, stride_mask, wmask, Core, Ctx, Hint, HINTS};
 
 /// Bit `i` set iff bits `[i, i + 2^k)` of `x` are all set (`k < 6`).
 fn run_mask(x: u64, k: u32) -> u64 {
