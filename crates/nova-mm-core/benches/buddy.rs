@@ -120,18 +120,25 @@ fn order_of(offs: &mut [u64], d: Drain) {
 }
 
 /// Fill `size` bytes with single-chunk allocations, then free in `d` order. Returns (alloc ns,
-/// free ns) per operation.
-fn fill_drain_ours(pool: &mut Pool, d: Drain) -> (f64, f64) {
+/// free ns) per operation. `request` allocates through `alloc_into` with an `AllocRequest` and
+/// a sink (the general entry point); otherwise through `alloc_chunk`.
+fn fill_drain_ours(pool: &mut Pool, d: Drain, request: bool) -> (f64, f64) {
     let mut b = pool.buddy();
     let n = (b.size() / K4) as usize;
     let r = req(AllocMode::Simple, K4, K4);
     let mut offs = Vec::with_capacity(n);
     let mut sink = Sink(Vec::with_capacity(4));
     let t = Instant::now();
-    for _ in 0..n {
-        sink.0.clear();
-        b.alloc_into(&r, &mut sink).unwrap();
-        offs.push(sink.0[0].offset());
+    if request {
+        for _ in 0..n {
+            sink.0.clear();
+            b.alloc_into(&r, &mut sink).unwrap();
+            offs.push(sink.0[0].offset());
+        }
+    } else {
+        for _ in 0..n {
+            offs.push(b.alloc_chunk().unwrap().offset());
+        }
     }
     let fill = t.elapsed();
     assert_eq!(b.avail(), 0);
@@ -171,25 +178,28 @@ fn scenario_fill(size: u64) {
         "\n## Fill {} GiB of 4 KiB chunks with single-chunk allocations, then drain (median of 3 interleaved repetitions; random: 1)",
         size / GIB
     );
-    println!("| drain | ours alloc ns/op | peer alloc ns/op | alloc ratio peer/ours | ours free ns/op | peer free ns/op | free ratio peer/ours |");
+    println!("| drain | ours alloc ns/op (alloc_chunk / alloc_into) | peer alloc ns/op | alloc ratio peer/ours | ours free ns/op | peer free ns/op | free ratio peer/ours |");
     println!("|---|---|---|---|---|---|---|");
     let reps = 3;
     for d in [Drain::Lifo, Drain::Fifo, Drain::Random] {
-        let (mut o, mut p) = (Vec::new(), Vec::new());
+        let (mut o, mut q, mut p) = (Vec::new(), Vec::new(), Vec::new());
         // The peer's random drain takes minutes (its BTreeSets grow to millions of entries):
         // one repetition there.
         let reps = if matches!(d, Drain::Random) { 1 } else { reps };
         for _ in 0..reps {
-            o.push(fill_drain_ours(&mut pool, d));
+            o.push(fill_drain_ours(&mut pool, d, false));
+            q.push(fill_drain_ours(&mut pool, d, true));
             p.push(fill_drain_peer(frames, d));
         }
         let oa = median(o.iter().map(|x| x.0).collect());
-        let of = median(o.iter().map(|x| x.1).collect());
+        let qa = median(q.iter().map(|x| x.0).collect());
+        let of = median(o.iter().chain(&q).map(|x| x.1).collect());
         let pa = median(p.iter().map(|x| x.0).collect());
         let pf = median(p.iter().map(|x| x.1).collect());
         println!(
-            "| {d:?} | {oa:.1} | {pa:.1} | {:.2}x | {of:.1} | {pf:.1} | {:.2}x |",
+            "| {d:?} | {oa:.1} / {qa:.1} | {pa:.1} | {:.2}x / {:.2}x | {of:.1} | {pf:.1} | {:.2}x |",
             pa / oa,
+            pa / qa,
             pf / of
         );
     }
@@ -573,7 +583,11 @@ fn main() {
         // Profiling aid: only our fill/drain.
         let mut pool = Pool::new(80 * GIB);
         for d in [Drain::Lifo, Drain::Fifo] {
-            println!("{d:?} {:?}", fill_drain_ours(&mut pool, d));
+            println!(
+                "{d:?} alloc_chunk {:?}",
+                fill_drain_ours(&mut pool, d, false)
+            );
+            println!("{d:?} alloc_into {:?}", fill_drain_ours(&mut pool, d, true));
         }
         return;
     }

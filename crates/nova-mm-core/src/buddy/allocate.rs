@@ -51,7 +51,7 @@ impl<C: core::ops::DerefMut<Target = Core>, M: core::ops::DerefMut<Target = [u64
 
     /// Splits maximal free block `(j, q)` down to its order-`k` descendant `p` and allocates it.
     /// Returns whether it was all clear.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn carve_from(&mut self, j: u32, q: u64, k: u32, p: u64) -> bool {
         self.set_free(j, q, false);
         let mut o = j;
@@ -82,7 +82,7 @@ impl<C: core::ops::DerefMut<Target = Core>, M: core::ops::DerefMut<Target = [u64
     }
 
     /// The smallest non-empty order `≥ k` and its highest block.
-    #[inline]
+    #[inline(always)]
     fn smallest_block(&mut self, k: u32) -> Option<(u32, u64)> {
         let mask = self.c.nonempty & !pow2(k).wrapping_sub(1);
         if mask == 0 {
@@ -94,7 +94,7 @@ impl<C: core::ops::DerefMut<Target = Core>, M: core::ops::DerefMut<Target = [u64
     }
 
     /// Highest maximal free block of order `j`, starting from the tree's upper-bound hint.
-    #[inline]
+    #[inline(always)]
     fn highest_in(&mut self, j: u32) -> Option<u64> {
         let t = super::bitmap::tree_of(j);
         let hint = self.c.top.get(t).copied().unwrap_or(u64::MAX);
@@ -295,16 +295,33 @@ impl<C: core::ops::DerefMut<Target = Core>, M: core::ops::DerefMut<Target = [u64
         self.release_range(keep, e, ClearMode::Keep);
     }
 
-    /// One chunk, simple placement, no clear preference.
-    #[inline]
-    fn alloc_chunk(&mut self, sink: &mut dyn BlockSink) -> Result<(), BuddyError> {
+    /// Whether a one-chunk `Simple` request may take [`Self::take_chunk`]: every argument check
+    /// passes (the pool has more than one chunk, so it is not an exact range) and the clear
+    /// state of the free memory is uniform, so no preference applies.
+    #[inline(always)]
+    pub(crate) fn chunk_path_ok(&self) -> bool {
+        self.c.n > 1 && pref_any(self.c.avail, self.c.clear_avail)
+    }
+
+    /// One chunk, simple placement, no clear preference (see [`Self::chunk_path_ok`]).
+    #[inline(always)]
+    pub(crate) fn take_chunk(&mut self) -> Result<Block, BuddyError> {
         let (j, q) = self.smallest_block(0).ok_or(BuddyError::NoSpace)?;
         let p = q.wrapping_add(1).wrapping_shl(j).wrapping_sub(1);
         let clear = self.carve_from(j, q, 0, p);
-        if sink.try_push(self.block(0, p, clear)) {
+        Ok(self.block(0, p, clear))
+    }
+
+    /// [`Self::take_chunk`] into a sink.
+    #[inline]
+    fn alloc_chunk(&mut self, sink: &mut dyn BlockSink) -> Result<(), BuddyError> {
+        let b = self.take_chunk()?;
+        if sink.try_push(b) {
             return Ok(());
         }
-        self.release(0, p, ClearMode::Keep);
+        if let Some((k, p)) = self.locate(&b) {
+            self.release(k, p, ClearMode::Keep);
+        }
         Err(BuddyError::SinkFull)
     }
 
@@ -319,11 +336,9 @@ impl<C: core::ops::DerefMut<Target = Core>, M: core::ops::DerefMut<Target = [u64
         if req.size == chunk
             && req.min_block_size == chunk
             && req.mode == AllocMode::Simple
-            && self.c.n > 1
-            && pref_any(self.c.avail, self.c.clear_avail)
+            && self.chunk_path_ok()
         {
-            // The single-chunk hot path: every argument check passes (the pool has more than one
-            // chunk, so this is not an exact range), no rounding, no loop, no trim.
+            // The single-chunk hot path: no rounding, no loop, no trim.
             return self.alloc_chunk(sink);
         }
         let mm = self.c.n.wrapping_shl(shift);

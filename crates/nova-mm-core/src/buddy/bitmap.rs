@@ -444,29 +444,25 @@ impl<C: core::ops::DerefMut<Target = Core>, M: core::ops::DerefMut<Target = [u64
         let core = &mut *self.c;
         let ku = usize::try_from(k).unwrap_or(usize::MAX);
         let mut only = false;
+        // Without branches on the counts: which orders empty and fill follows the addresses
+        // being freed, which no predictor learns.
         if let Some(c) = core.counts.get_mut(ku) {
-            // The non-empty mask changes only when a count leaves or reaches 0.
             if on {
                 only = *c == 0;
                 *c = c.wrapping_add(1);
-                if only {
-                    core.nonempty |= pow2(k);
-                }
+                core.nonempty |= pow2(k);
             } else {
                 *c = c.wrapping_sub(1);
-                if *c == 0 {
-                    core.nonempty &= !pow2(k);
-                }
+                let emptied = 0u64.wrapping_sub(u64::from(*c == 0));
+                core.nonempty &= !(pow2(k) & emptied);
             }
         }
         if on {
             if let Some(h) = core.top.get_mut(t) {
                 // The first block of an order makes the bound exact again.
-                *h = if only {
-                    pos.wrapping_add(1)
-                } else {
-                    (*h).max(pos.wrapping_add(1))
-                };
+                let end = pos.wrapping_add(1);
+                let raised = (*h).max(end);
+                *h = if only { end } else { raised };
             }
             self.show_word(t, pos >> 6);
         }
@@ -622,14 +618,14 @@ impl<C: core::ops::DerefMut<Target = Core>, M: core::ops::DerefMut<Target = [u64
                 }
             }
         }
-        self.level1_range(T_FREE, w0, w1, free);
-        if !free {
-            self.level1_range(T_CLEAR, w0, w1, false);
-            self.level1_range(T_DIRTY, w0, w1, false);
-        } else if cm == ClearMode::Set(true) {
-            self.level1_range(T_CLEAR, w0, w1, true);
-        } else if cm == ClearMode::Set(false) {
-            self.level1_range(T_DIRTY, w0, w1, true);
+        // Summaries gain bits here and lose them lazily (an allocation leaves them stale).
+        if free {
+            self.level1_range(T_FREE, w0, w1);
+            match cm {
+                ClearMode::Set(true) => self.level1_range(T_CLEAR, w0, w1),
+                ClearMode::Set(false) => self.level1_range(T_DIRTY, w0, w1),
+                ClearMode::Keep => {}
+            }
         }
         let core = &mut *self.c;
         core.avail = if free {
@@ -647,23 +643,22 @@ impl<C: core::ops::DerefMut<Target = Core>, M: core::ops::DerefMut<Target = [u64
         true
     }
 
-    /// Sets (or clears) level-1 bits `[w0, w1)` of tree `t`, a word at a time.
-    fn level1_range(&mut self, t: usize, w0: u64, w1: u64, on: bool) {
+    /// Sets level-1 bits `[w0, w1)` of tree `t`, a word at a time.
+    fn level1_range(&mut self, t: usize, w0: u64, w1: u64) {
         if self.levels(t) < 2 {
             return;
         }
-        let off = self.c.layout.level_off(t, 1);
+        let off = self.c.layout.off1(t);
         let mut u = w0 >> 6;
         let last = w1.saturating_sub(1) >> 6;
         while u <= last {
-            let mask = wmask(u, w0, w1);
             let i = ix(off, u);
             let old = self.rd(i);
-            let new = if on { old | mask } else { old & !mask };
+            let new = old | wmask(u, w0, w1);
             if new != old {
                 self.wr(i, new);
-                if (old == 0) != (new == 0) {
-                    self.flip(t, 2, u, on);
+                if old == 0 {
+                    self.flip(t, 2, u, true);
                 }
             }
             u = u.saturating_add(1);
@@ -734,21 +729,75 @@ impl<C: core::ops::DerefMut<Target = Core>, M: core::ops::DerefMut<Target = [u64
         }
     }
 
-    /// Lowest leaf word of tree `t` in `[w0, w1)` that is non-zero.
+    /// Lowest leaf word of tree `t` in `[w0, w1)` that is non-zero. Stale level-1 bits met on
+    /// the way are dropped, a level-1 word at a time (no new descent per stale bit).
     pub(crate) fn next_word(&mut self, t: usize, w0: u64, w1: u64) -> Option<u64> {
-        if self.levels(t) > 1 {
-            self.find_next(t, 1, w0, w1)
-        } else {
-            (w0 == 0 && w1 > 0 && self.lword(t, 0, 0) != 0).then_some(0)
+        if self.levels(t) <= 1 {
+            return (w0 == 0 && w1 > 0 && self.lword(t, 0, 0) != 0).then_some(0);
+        }
+        let off = self.c.layout.off1(t);
+        let mut from = w0;
+        loop {
+            let w = self.find_next(t, 1, from, w1)?;
+            let u = w >> 6;
+            let i = ix(off, u);
+            let mut bits = self.rd(i) & wmask(u, w, w1);
+            let mut stale = 0u64;
+            let mut found = None;
+            while bits != 0 {
+                let b = bits & bits.wrapping_neg();
+                let cand = u.wrapping_shl(6) | u64::from(b.trailing_zeros());
+                if self.lword(t, 0, cand) != 0 {
+                    found = Some(cand);
+                    break;
+                }
+                stale |= b;
+                bits &= !b;
+            }
+            if stale != 0 {
+                let x = self.rd(i);
+                self.wr(i, x & !stale);
+            }
+            if found.is_some() {
+                return found;
+            }
+            from = u.saturating_add(1).wrapping_shl(6);
         }
     }
 
-    /// Highest leaf word of tree `t` in `[w0, w1)` that is non-zero.
+    /// Highest leaf word of tree `t` in `[w0, w1)` that is non-zero (stale level-1 bits dropped
+    /// as in [`Self::next_word`]).
     pub(crate) fn prev_word(&mut self, t: usize, w0: u64, w1: u64) -> Option<u64> {
-        if self.levels(t) > 1 {
-            self.find_prev(t, 1, w0, w1)
-        } else {
-            (w0 == 0 && w1 > 0 && self.lword(t, 0, 0) != 0).then_some(0)
+        if self.levels(t) <= 1 {
+            return (w0 == 0 && w1 > 0 && self.lword(t, 0, 0) != 0).then_some(0);
+        }
+        let off = self.c.layout.off1(t);
+        let mut to = w1;
+        loop {
+            let w = self.find_prev(t, 1, w0, to)?;
+            let u = w >> 6;
+            let i = ix(off, u);
+            let mut bits = self.rd(i) & wmask(u, w0, w.saturating_add(1));
+            let mut stale = 0u64;
+            let mut found = None;
+            while bits != 0 {
+                let b = msb(bits);
+                let cand = u.wrapping_shl(6) | u64::from(b);
+                if self.lword(t, 0, cand) != 0 {
+                    found = Some(cand);
+                    break;
+                }
+                stale |= bit(u64::from(b));
+                bits &= !bit(u64::from(b));
+            }
+            if stale != 0 {
+                let x = self.rd(i);
+                self.wr(i, x & !stale);
+            }
+            if found.is_some() {
+                return found;
+            }
+            to = u.wrapping_shl(6);
         }
     }
 }

@@ -266,6 +266,30 @@ impl<'a> Buddy<'a> {
         self.ctx().alloc_request(req, sink)
     }
 
+    /// Allocates one chunk with the default placement: [`Buddy::alloc_into`] for a
+    /// [`AllocMode::Simple`] request of `chunk_size` bytes, without building the request or a
+    /// sink (page tables, and the peer allocators' `alloc(1)`).
+    ///
+    /// # Errors
+    ///
+    /// [`BuddyError::NoSpace`] if no chunk is free; nothing changes then.
+    pub fn alloc_chunk(&mut self) -> Result<Block, BuddyError> {
+        let mut cx = self.ctx();
+        if cx.chunk_path_ok() {
+            return cx.take_chunk();
+        }
+        // Mixed clear state (the dirty-first preference applies) or a one-chunk pool (the
+        // request is an exact range): the general path.
+        let chunk = self.chunk_size();
+        let mut one = [Block::EMPTY; 1];
+        let mut sink = SliceSink::new(&mut one);
+        self.alloc_into(
+            &AllocRequest::new(AllocMode::Simple, chunk, chunk),
+            &mut sink,
+        )?;
+        sink.as_slice().first().copied().ok_or(BuddyError::NoSpace)
+    }
+
     /// Allocates `req` into a new vector (grown fallibly).
     ///
     /// # Errors

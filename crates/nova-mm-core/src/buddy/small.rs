@@ -61,8 +61,10 @@ impl<C: core::ops::DerefMut<Target = Core>, M: core::ops::DerefMut<Target = [u64
         let w = p.wrapping_shl(k) >> 6;
         let fi = self.f_index(w);
         let f = self.rd(fi);
-        self.wr(fi, f & !mask);
+        let nf = f & !mask;
+        self.wr(fi, nf);
         let clear = self.cw(w) & mask;
+
         let core = &mut *self.c;
         core.avail = core.avail.wrapping_sub(pow2(k));
         core.clear_avail = core.clear_avail.wrapping_sub(pc(clear));
@@ -71,7 +73,7 @@ impl<C: core::ops::DerefMut<Target = Core>, M: core::ops::DerefMut<Target = [u64
 
     /// Frees order-`k` block `p` (`k < 6`, every chunk allocated), applies `cm` to its clear
     /// bits, and merges it as far as it goes.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn give_small(&mut self, k: u32, p: u64, cm: ClearMode) {
         let s = p.wrapping_shl(k);
         let w = s >> 6;

@@ -42,6 +42,8 @@ enum Op {
         shift: u64,
     },
     ResetClear(bool),
+    /// `alloc_chunk`: one chunk without a request or sink.
+    AllocChunk,
 }
 
 struct Model;
@@ -77,6 +79,7 @@ impl ReferenceStateMachine for Model {
             3 => (any::<usize>(), any::<bool>()).prop_map(|(pick, cleared)| Op::Free { pick, cleared }),
             1 => (any::<usize>(), 1u64..32, 0u64..32).prop_map(|(pick, keep, shift)| Op::Trim { pick, keep, shift }),
             1 => any::<bool>().prop_map(Op::ResetClear),
+            2 => Just(Op::AllocChunk),
         ]
         .boxed()
     }
@@ -272,10 +275,32 @@ impl StateMachineTest for BuddyMachine {
                     }
                 }
             }
+            Op::AllocChunk => {
+                let before = t.snapshot();
+                match t.b.alloc_chunk() {
+                    Ok(x) => {
+                        assert_eq!(x.size(), PS);
+                        t.take(&[x]);
+                        t.live.push(vec![x]);
+                    }
+                    Err(e) => {
+                        assert_eq!(e, BuddyError::NoSpace);
+                        assert_eq!(t.b.avail(), 0);
+                        assert_eq!(t.snapshot(), before);
+                    }
+                }
+            }
             Op::Free { pick, cleared } => {
                 if !t.live.is_empty() {
                     let blocks = t.live.swap_remove(pick % t.live.len());
-                    t.b.free_blocks(&blocks, cleared).unwrap();
+                    if pick % 2 == 0 && blocks.iter().all(|x| x.order() == 0) {
+                        // Chunk by chunk, as callers that keep offsets do.
+                        for x in &blocks {
+                            t.b.free_at(x.offset(), 0, cleared).unwrap();
+                        }
+                    } else {
+                        t.b.free_blocks(&blocks, cleared).unwrap();
+                    }
                     t.give(&blocks, cleared);
                     // Freeing again is refused and changes nothing.
                     let before = t.snapshot();
