@@ -5,18 +5,24 @@
 //!
 //! `gpu_buddy` keeps an 88-byte slab record per block, so a fully split 80 GiB pool of 4 KiB
 //! chunks holds 3.7 GB of records, and every split can fail with `-ENOMEM`. Here the metadata is
-//! one `u64` array sized at creation by [`metadata_words`] (about 0.38 byte per chunk: 8 MiB for
-//! 80 GiB), and no operation allocates afterwards, so allocation and free can run on a
+//! one `u64` array sized at creation by [`metadata_words`] (about 0.27 byte per chunk: 5.4 MiB
+//! for 80 GiB), and no operation allocates afterwards, so allocation and free can run on a
 //! DMA-fence path.
 //!
 //! - `F`, one bit per chunk, is the ground truth: set while the chunk is free. Buddies always
 //!   merge, so the maximal free blocks are a function of `F`, and an allocator state is exactly
 //!   `F` plus the clear bits of the free chunks. That is what makes every request
 //!   all-or-nothing: undoing a partial result restores the very same state.
-//! - Per order `k ≥ 1`, a bitmap of maximal free blocks; order 0 is derived from `F`
-//!   (`F & !buddy(F)`). Each bitmap has 64-ary "non-zero word" summaries, and a `u64` mask tells
-//!   the non-empty orders: the default placement (smallest order, highest address) is
-//!   O(levels), free is O(orders).
+//! - A block of order 0 to 5 lies inside one 64-chunk word of `F`, and that word alone says
+//!   whether it is a maximal free block: those orders have no map of their own, their views are
+//!   computed from `F` words. Freeing such a block is one read-modify-write of its `F` word plus
+//!   bookkeeping; the order it merges up to is read off the word (the nearest allocated chunk on
+//!   each side bounds it), so there is no merge loop until a whole word is free.
+//! - Per order `k ≥ 6`, a bitmap of maximal free blocks. Every map and view has 64-ary
+//!   "non-zero word" summaries that gain bits eagerly and lose them lazily (a search drops the
+//!   stale bits it meets), exact counts per order and a `u64` mask of the non-empty orders: the
+//!   default placement (smallest order, highest address) is O(levels) from a per-order upper
+//!   bound, free is O(1) below order 6 and O(orders) above.
 //! - `C`, one bit per chunk, is the clear (zeroed) state. It is decoupled from merging: no
 //!   force-merge exists, and the VK-CTS pattern does not fragment the pool run after run.
 //!   Clear preference searches the derived views "clear free" (`F & C`) and "dirty free"
