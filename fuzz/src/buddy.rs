@@ -84,6 +84,8 @@ pub enum BuddyOp {
     },
     /// `reset_clear`.
     ResetClear(bool),
+    /// `alloc_chunk`: one chunk, default placement, no request.
+    AllocChunk,
 }
 
 /// One input of the `buddy_ops` target.
@@ -391,6 +393,25 @@ impl Model {
                     Err(e) => {
                         assert!(!valid, "trim {blk:?} {start:?} {keep}: {e:?}");
                         assert_eq!(self.snapshot(), before, "failed trim changed the allocator");
+                    }
+                }
+            }
+            BuddyOp::AllocChunk => {
+                let before = self.snapshot();
+                match self.b.alloc_chunk() {
+                    Ok(x) => {
+                        assert_eq!(x.size(), self.chunk, "{x:?}");
+                        self.take(&[x]);
+                        self.live.push(vec![x]);
+                    }
+                    Err(e) => {
+                        assert_eq!(e, BuddyError::NoSpace);
+                        assert_eq!(self.b.avail(), 0, "alloc_chunk refused with memory free");
+                        assert_eq!(
+                            self.snapshot(),
+                            before,
+                            "failed alloc_chunk changed the allocator"
+                        );
                     }
                 }
             }

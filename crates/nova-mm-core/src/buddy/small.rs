@@ -109,7 +109,10 @@ impl<C: core::ops::DerefMut<Target = Core>, M: core::ops::DerefMut<Target = [u64
             core.clear_avail = core.clear_avail.wrapping_add(pc(clear));
             core.gen = core.gen.wrapping_add(1);
         }
-        let top = merged_order(nf, s & 63).min(self.root_order(s));
+        // No root bound needed inside a word: an aligned block that is all free lies inside the
+        // pool, and every aligned block inside the pool lies inside one root (roots are the
+        // maximal aligned blocks of `[0, n)`); the padding bits past `n` are never set.
+        let top = merged_order(nf, s & 63);
         // Every buddy absorbed below order `top` was a maximal free block.
         let mut o = k;
         while o < top {
