@@ -418,20 +418,26 @@ fn crit(c: &mut Criterion) {
         let mut s = Sink(Vec::with_capacity(4));
         b.alloc_into(&r, &mut s).unwrap();
         let mut g = c.benchmark_group("single_chunk_warm");
-        g.bench_function("ours_alloc_free", |bn| {
+        g.bench_function("ours_alloc_chunk_free_at", |bn| {
+            bn.iter(|| {
+                let x = b.alloc_chunk().unwrap();
+                b.free_at(black_box(x.offset()), 0, false).unwrap();
+            })
+        });
+        g.bench_function("ours_alloc_into_free_at", |bn| {
             bn.iter(|| {
                 s.0.truncate(1);
                 b.alloc_into(black_box(&r), &mut s).unwrap();
                 let x = s.0[1];
-                b.free_at(x.offset(), 0, false).unwrap();
+                b.free_at(black_box(x.offset()), 0, false).unwrap();
             })
         });
         let mut p = peer((80 * GIB / K4) as usize);
         let _keep = p.alloc(1).unwrap();
-        g.bench_function("peer_alloc_free", |bn| {
+        g.bench_function("peer_alloc_dealloc", |bn| {
             bn.iter(|| {
                 let f = p.alloc(black_box(1)).unwrap();
-                p.dealloc(f, 1);
+                p.dealloc(black_box(f), 1);
             })
         });
         g.finish();
