@@ -181,12 +181,12 @@ fn scenario_fill(size: u64) {
     let mut pool = Pool::new(size);
     let frames = (size / K4) as usize;
     println!(
-        "\n## Fill {} GiB of 4 KiB chunks with single-chunk allocations, then drain (median of 3 interleaved repetitions; random: 1)",
+        "\n## Fill {} GiB of 4 KiB chunks with single-chunk allocations, then drain (median of 5 interleaved repetitions; random: 1)",
         size / GIB
     );
     println!("| drain | ours alloc ns/op (alloc_chunk / alloc_into) | peer alloc ns/op | alloc ratio peer/ours | ours free ns/op | peer free ns/op | free ratio peer/ours |");
     println!("|---|---|---|---|---|---|---|");
-    let reps = 3;
+    let reps = 5;
     for d in [Drain::Lifo, Drain::Fifo, Drain::Random] {
         let (mut o, mut q, mut p) = (Vec::new(), Vec::new(), Vec::new());
         // The peer's random drain takes minutes (its BTreeSets grow to millions of entries):

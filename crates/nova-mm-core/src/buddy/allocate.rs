@@ -7,7 +7,7 @@
 //! (buddies always merge) the allocator is then exactly as before.
 
 use super::bitmap::{is_derived, maximal, msb, pow2, ClearMode, Core, Ctx};
-use super::layout::{T_CLEAR, T_DIRTY, T_FREE};
+use super::layout::{MAX_TREES, T_CLEAR, T_DIRTY, T_FREE};
 use super::sink::BlockSink;
 use super::small::WORD_ORDER;
 use super::types::{AllocFlags, AllocMode, AllocRequest, Block, BuddyError, InvalidArg};
@@ -97,7 +97,7 @@ impl<C: core::ops::DerefMut<Target = Core>, M: core::ops::DerefMut<Target = [u64
     #[inline(always)]
     fn highest_in(&mut self, j: u32) -> Option<u64> {
         let t = super::bitmap::tree_of(j);
-        let hint = self.c.top.get(t).copied().unwrap_or(u64::MAX);
+        let hint = self.c.top.get(t & (MAX_TREES - 1)).copied().unwrap_or(0);
         // Derived maps (orders below 6) put a block at the bit of its first chunk.
         let unit = if is_derived(j) { j } else { 0 };
         // Most often the hint's own word still holds the answer.
@@ -113,7 +113,7 @@ impl<C: core::ops::DerefMut<Target = Core>, M: core::ops::DerefMut<Target = [u64
             let word = leaf & (u64::MAX >> (63 ^ (last & 63)));
             if word != 0 {
                 let pos = w.wrapping_shl(6) | u64::from(msb(word));
-                if let Some(h) = self.c.top.get_mut(t) {
+                if let Some(h) = self.c.top.get_mut(t & (MAX_TREES - 1)) {
                     *h = pos.wrapping_add(1);
                 }
                 return Some(pos >> unit);

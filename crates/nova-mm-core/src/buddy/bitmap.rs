@@ -446,7 +446,7 @@ impl<C: core::ops::DerefMut<Target = Core>, M: core::ops::DerefMut<Target = [u64
         let mut only = false;
         // Without branches on the counts: which orders empty and fill follows the addresses
         // being freed, which no predictor learns.
-        if let Some(c) = core.counts.get_mut(ku) {
+        if let Some(c) = core.counts.get_mut(ku & 63) {
             if on {
                 only = *c == 0;
                 *c = c.wrapping_add(1);
@@ -458,7 +458,7 @@ impl<C: core::ops::DerefMut<Target = Core>, M: core::ops::DerefMut<Target = [u64
             }
         }
         if on {
-            if let Some(h) = core.top.get_mut(t) {
+            if let Some(h) = core.top.get_mut(t & (MAX_TREES - 1)) {
                 // The first block of an order makes the bound exact again.
                 let end = pos.wrapping_add(1);
                 let raised = (*h).max(end);

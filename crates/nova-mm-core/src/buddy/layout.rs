@@ -35,8 +35,10 @@ pub(crate) const T_ORDER0: usize = 3;
 pub(crate) const DERIVED_ORDERS: u32 = 6;
 /// The first tree with a stored leaf: order 6.
 const FIRST_STORED_TREE: usize = T_ORDER0 + DERIVED_ORDERS as usize;
-/// Trees at most: three chunk views plus orders 0..=51.
-pub(crate) const MAX_TREES: usize = T_ORDER0 + 53;
+/// Trees at most: three chunk views plus orders 0..=51, rounded up to a power of two so that a
+/// tree number masked with `MAX_TREES - 1` indexes the per-tree arrays without a bounds check.
+pub(crate) const MAX_TREES: usize = 64;
+const _: () = assert!(MAX_TREES.is_power_of_two() && MAX_TREES >= T_ORDER0 + 53);
 /// The smallest chunk gpu_buddy accepts.
 pub(crate) const MIN_CHUNK: u64 = 4096;
 
@@ -249,13 +251,17 @@ impl Layout {
     /// Word offset of level 0 of tree `t` (`usize::MAX` if it is derived or missing).
     #[inline(always)]
     pub(crate) fn off0(&self, t: usize) -> usize {
-        self.low.get(t).map_or(usize::MAX, |o| o[0] as usize)
+        self.low
+            .get(t & (MAX_TREES - 1))
+            .map_or(usize::MAX, |o| o[0] as usize)
     }
 
     /// Word offset of level 1 of tree `t` (`usize::MAX` if it has none).
     #[inline(always)]
     pub(crate) fn off1(&self, t: usize) -> usize {
-        self.low.get(t).map_or(usize::MAX, |o| o[1] as usize)
+        self.low
+            .get(t & (MAX_TREES - 1))
+            .map_or(usize::MAX, |o| o[1] as usize)
     }
 
     /// Levels of tree `t` (0 for a tree that does not exist).
