@@ -11,7 +11,7 @@
 //! panicking stubs). Storage a test needs lives on the stack (the kernel stack is 16 KiB: keep it
 //! to a few hundred bytes) or in the caller-provided [`Scratch`] (a VRAM image, bookkeeping
 //! storage), which the kernel module allocates with `KVVec` and the host test with `Vec`. Large
-//! values count too: an `AddressSpace` is over 4 KiB and a `Buddy` about 2.3 KiB (at most 4 KiB,
+//! values count too: an `AddressSpace` is over 4 KiB and a `Buddy` about 3 KiB (at most 4 KiB,
 //! asserted at compile time); check a new test's frame sizes in the module
 //! object (`objdump -d target/kernel-test/module/nova_mm_core.o`, `sub $N,%rsp`).
 //!

@@ -37,7 +37,7 @@ fn params(size: u64) -> BuddyParams {
 }
 
 /// A pool of `size` bytes of 4 KiB chunks over `words`, as the constructor's own `Result` (no
-/// mapping, which would copy the ~2.3 KiB `Buddy`): the test borrows the pool out of it with
+/// mapping, which would copy the ~3 KiB `Buddy`): the test borrows the pool out of it with
 /// [`pool`], so its frame holds one `Buddy` (the kernel stack is 16 KiB).
 #[inline(always)]
 fn mk(words: &mut [u64], size: u64) -> Result<Buddy<'_>, BuddyError> {

@@ -38,7 +38,7 @@ const POOL_TABLES: u32 = 128;
 /// A [`PageTableAllocator`] handing out the 4 KiB tables of the pool from a bitmap.
 ///
 /// Not the VRAM [`crate::buddy::Buddy`]: written when a `Buddy` was about 11 KiB by value (too
-/// big for the kernel stack next to an `AddressSpace`); it is now about 2.3 KiB, but a bitmap
+/// big for the kernel stack next to an `AddressSpace`); it is now about 3 KiB, but a bitmap
 /// keeps these tests independent of the allocator.
 struct BitmapTables {
     used: [u64; 2],
