@@ -61,10 +61,8 @@ impl<C: core::ops::DerefMut<Target = Core>, M: core::ops::DerefMut<Target = [u64
         let w = p.wrapping_shl(k) >> 6;
         let fi = self.f_index(w);
         let f = self.rd(fi);
-        let nf = f & !mask;
-        self.wr(fi, nf);
+        self.wr(fi, f & !mask);
         let clear = self.cw(w) & mask;
-
         let core = &mut *self.c;
         core.avail = core.avail.wrapping_sub(pow2(k));
         core.clear_avail = core.clear_avail.wrapping_sub(pc(clear));
