@@ -189,7 +189,7 @@ pub mod chip;
 pub mod hw;
 pub mod mmu;
 // Also built for the crate's own unit tests, feature or not: the MMU known-answer tests live
-// once, as self-tests, and the host tests in `mmu::v2` / `mmu::v3` run them.
+// once, as self-tests (`selftest::mmu_v2`, `mmu_v3`), and `cargo test` runs them from there.
 #[cfg(any(test, feature = "selftest"))]
 pub mod selftest;
 pub mod tlb;
