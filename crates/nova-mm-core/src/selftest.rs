@@ -3,7 +3,9 @@
 //! `#[test]` and libtest do not exist in the kernel, and Linux 6.12 has no `#[kunit_tests]`, so the
 //! kernel module in `crates/nova-mm-kernel/module/` walks [`all`] at init and prints one line per
 //! failure and a closing `nova-mm: N passed, M failed`. The same table also runs on the host in a
-//! normal `#[test]` (below), so a failing self-test fails `cargo test` too.
+//! normal `#[test]` (below), so a failing self-test fails `cargo test` too. The module is built for
+//! the crate's unit tests even without the feature: the MMU known-answer tests exist only here
+//! (`mmu_v2`, `mmu_v3`), and run in `cargo test` one `#[test]` each, feature or not.
 //!
 //! Every self-test is a [`SelfTestFn`]: it returns `Ok(())` or `Err` with a static message naming
 //! the failed check, and it never panics (a Rust panic in the kernel is a `BUG()`), never
@@ -86,6 +88,32 @@ macro_rules! selftests {
         }),*]
     };
 }
+
+/// Defines an area's `pub(crate) const TESTS` from plain self-tests, as [`selftests!`] would,
+/// and, in the crate's own unit tests, a module `host` with one `#[test]` per entry, of the same
+/// name, so that `cargo test` runs each on its own and a failure names it. For areas whose
+/// self-tests are the only copy of their checks (the MMU known-answer tests): one list serves
+/// both, so none can be left out of either.
+macro_rules! plain_selftests_and_host_tests {
+    ($area:literal, [$($test:ident),* $(,)?]) => {
+        pub(crate) const TESTS: &[$crate::selftest::SelfTest] =
+            $crate::selftests!($area, [$($test),*]);
+
+        /// Each self-test of the area as a host `#[test]`.
+        #[cfg(test)]
+        mod host {
+            $(
+                #[test]
+                fn $test() {
+                    if let Err(msg) = super::$test() {
+                        panic!("self-test {}::{} failed: {msg}", $area, stringify!($test));
+                    }
+                }
+            )*
+        }
+    };
+}
+pub(crate) use plain_selftests_and_host_tests;
 
 /// The self-test lists of every area of the core, in order. Add a line per area.
 pub const GROUPS: &[(&str, &[SelfTest])] = &[

@@ -581,5 +581,5 @@ const _: () = {
     assert!(Ver3DualPdeSmall::ADDRESS_SMALL_BITS == 115 - 76 + 1);
 };
 
-#[cfg(test)]
-mod tests;
+// The known-answer tests of this format live once, as self-tests in `crate::selftest::mmu_v3`
+// (which the kernel module runs); `cargo test` runs each as `selftest::mmu_v3::host::<name>`.

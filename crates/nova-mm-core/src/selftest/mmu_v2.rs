@@ -1,5 +1,6 @@
 //! Self-tests: the known-answer tests of MMU v2, worked out by hand from the bit tables in
-//! `mmu-formats.md` §1.2-§1.5.
+//! `mmu-formats.md` §1.2-§1.5. The only copy of these values: the kernel module runs them from
+//! `TESTS`, and `cargo test` runs each as its own `#[test]` (`selftest::mmu_v2::host::*`).
 
 use super::SelfTestResult;
 #[allow(unused_imports)]
@@ -14,7 +15,7 @@ use crate::mmu::v2::{
 use crate::mmu::*;
 use crate::{st_assert, st_eq};
 
-pub(crate) const TESTS: &[super::SelfTest] = crate::selftests!(
+super::plain_selftests_and_host_tests!(
     "mmu_v2",
     [
         pte_vidmem,
