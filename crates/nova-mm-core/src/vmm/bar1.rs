@@ -8,6 +8,10 @@
 //! checked against the window, and unmapped by consuming it in one operation that reports its
 //! error and hands the window back on failure.
 //!
+//! The address range and the accesses live on [`Bar1Span`], a `Copy` pair of VA and length;
+//! [`Bar1Window`] (which adds the mapping, i.e. the right to unmap) and [`Bar1Guard`] both
+//! dereference to it, so every offset check is written once and a guard is used like a window.
+//!
 //! # Unmapping on drop: [`Bar1Guard`]
 //!
 //! A [`Bar1Window`] is a plain token: dropping it unmaps nothing (its VA and pages stay mapped
@@ -103,9 +107,14 @@ pub trait Bar1Io {
 /// [`Bar1Window::unmap`], or wrap it in a [`Bar1Guard`] that unmaps it on drop. Dropping the
 /// window itself unmaps nothing: the pages stay reachable through BAR1 and the VA reserved until
 /// the address space is destroyed.
+///
+/// It dereferences to its [`Bar1Span`] for the address range and the bounds-checked accesses.
 #[derive(Debug)]
 #[must_use = "a BAR1 window stays mapped until unmapped: call `unmap`, or use `into_guard`"]
 pub struct Bar1Window {
+    /// The mapping's range, kept beside it so that `Deref` can lend it; set only by
+    /// `Bar1Window::new`.
+    span: Bar1Span,
     mapping: Mapping,
 }
 
@@ -138,41 +147,51 @@ pub fn pages_to_runs(pages: &[VramAddress], out: &mut [PhysRun]) -> Result<usize
     Ok(n)
 }
 
-/// The BAR1 address of an access of `size` bytes at `offset` in the window `[va, va + len)`.
-fn window_at(va: VirtAddr, len: u64, offset: u64, size: u64) -> Result<VirtAddr, Bar1Error> {
-    if offset.checked_rem(size) != Some(0) {
-        return Err(Bar1Error::Misaligned { offset, size });
-    }
-    match offset.checked_add(size) {
-        Some(end) if end <= len => {
-            va.checked_add(offset)
-                .ok_or(Bar1Error::OutOfBounds { offset, size, len })
-        }
-        _ => Err(Bar1Error::OutOfBounds { offset, size, len }),
-    }
+/// The BAR1 range of a mapped window, `[va, va + len)`, and the bounds-checked accesses into it.
+///
+/// Both a [`Bar1Window`] and a [`Bar1Guard`] dereference to their span, so the range and every
+/// offset check are written once and the two are accessed alike (`window.read32(bar, off)`,
+/// `guard.len()`). A span is a plain `Copy` value: it proves nothing about the range still being
+/// mapped, only the window or guard it came from does.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct Bar1Span {
+    va: VirtAddr,
+    len: u64,
 }
 
-impl Bar1Window {
+impl Bar1Span {
     /// First BAR1 address of the window.
     #[must_use]
     pub fn va(&self) -> VirtAddr {
-        self.mapping.va()
+        self.va
     }
 
     /// Length of the window in bytes.
     #[must_use]
     pub fn len(&self) -> u64 {
-        self.mapping.len()
+        self.len
     }
 
     /// Whether the window is empty (never).
     #[must_use]
     pub fn is_empty(&self) -> bool {
-        self.mapping.is_empty()
+        self.len == 0
     }
 
+    /// The BAR1 address of an access of `size` bytes at `offset`: the one bounds and alignment
+    /// check every access goes through.
     fn at(&self, offset: u64, size: u64) -> Result<VirtAddr, Bar1Error> {
-        window_at(self.va(), self.len(), offset, size)
+        let Bar1Span { va, len } = *self;
+        if offset.checked_rem(size) != Some(0) {
+            return Err(Bar1Error::Misaligned { offset, size });
+        }
+        match offset.checked_add(size) {
+            Some(end) if end <= len => {
+                va.checked_add(offset)
+                    .ok_or(Bar1Error::OutOfBounds { offset, size, len })
+            }
+            _ => Err(Bar1Error::OutOfBounds { offset, size, len }),
+        }
     }
 
     /// Reads 32 bits at `offset` in the window.
@@ -220,6 +239,27 @@ impl Bar1Window {
     ) -> Result<(), Bar1Error> {
         bar.write64(self.at(offset, 8)?, value)
     }
+}
+
+impl core::ops::Deref for Bar1Window {
+    type Target = Bar1Span;
+
+    fn deref(&self) -> &Bar1Span {
+        &self.span
+    }
+}
+
+impl Bar1Window {
+    /// The window of a BAR1 mapping; its span is the mapping's range.
+    fn new(mapping: Mapping) -> Self {
+        Bar1Window {
+            span: Bar1Span {
+                va: mapping.va(),
+                len: mapping.len(),
+            },
+            mapping,
+        }
+    }
 
     /// Unmaps the whole window in one operation (one invalidate) and frees the tables it
     /// emptied. `segs` holds the saved entries for rollback (`Vec::new()` with `alloc`, or a
@@ -249,7 +289,7 @@ impl Bar1Window {
     {
         space
             .unmap_in(alloc, vram, tlb, self.mapping, segs)
-            .map_err(|(m, e)| (m.map(|mapping| Bar1Window { mapping }), e))
+            .map_err(|(m, e)| (m.map(Bar1Window::new), e))
     }
 
     /// Wraps the window in a [`Bar1Guard`] that unmaps it in one operation when dropped,
@@ -276,9 +316,8 @@ impl Bar1Window {
         G: Slab<Seg>,
     {
         Bar1Guard {
-            va: self.va(),
-            len: self.len(),
-            window: Some(self),
+            span: self.span,
+            mapping: Some(self.mapping),
             segs: Some(segs),
             space,
             alloc,
@@ -303,9 +342,10 @@ pub struct Bar1UnmapFailure {
 /// A [`Bar1Window`] that is unmapped, in one operation, when the guard is dropped.
 ///
 /// It mutably borrows the address space, the allocator, VRAM and the TLB for its whole life
-/// (they are what the unmap needs), and owns the rollback storage `segs`. Reads and writes are
-/// bounds-checked against the window as with [`Bar1Window`]; the BAR1 aperture itself
-/// ([`Bar1Io`]) is separate hardware (a different PCI BAR) and is passed per access.
+/// (they are what the unmap needs), and owns the rollback storage `segs`. Like a
+/// [`Bar1Window`] it dereferences to the window's [`Bar1Span`], so reads and writes are
+/// bounds-checked against the window by the same code; the BAR1 aperture itself ([`Bar1Io`]) is
+/// separate hardware (a different PCI BAR) and is passed per access.
 /// [`Bar1Guard::backends`] reaches the borrowed VRAM and TLB meanwhile (e.g. for a PRAMIN
 /// cross-check).
 ///
@@ -323,10 +363,10 @@ where
     T: TlbInvalidate + ?Sized,
     G: Slab<Seg>,
 {
-    va: VirtAddr,
-    len: u64,
-    /// `Some` until `finish` or `drop` takes it.
-    window: Option<Bar1Window>,
+    /// The window, taken apart: its span serves the accesses for the guard's whole life, its
+    /// mapping is `Some` until `finish` or `drop` takes it to unmap.
+    span: Bar1Span,
+    mapping: Option<Mapping>,
     segs: Option<G>,
     space: &'a mut AddressSpace<M, N, K, V>,
     alloc: &'a mut A,
@@ -348,9 +388,27 @@ where
 {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("Bar1Guard")
-            .field("va", &self.va)
-            .field("len", &self.len)
+            .field("va", &self.span.va)
+            .field("len", &self.span.len)
             .finish_non_exhaustive()
+    }
+}
+
+impl<M, N, K, V, A, W, T, G> core::ops::Deref for Bar1Guard<'_, M, N, K, V, A, W, T, G>
+where
+    M: PtFormat,
+    N: Slab<Node>,
+    K: Slab<Kids>,
+    V: VaRanges,
+    A: PageTableAllocator + ?Sized,
+    W: VramAccess + ?Sized,
+    T: TlbInvalidate + ?Sized,
+    G: Slab<Seg>,
+{
+    type Target = Bar1Span;
+
+    fn deref(&self) -> &Bar1Span {
+        &self.span
     }
 }
 
@@ -365,24 +423,6 @@ where
     T: TlbInvalidate + ?Sized,
     G: Slab<Seg>,
 {
-    /// First BAR1 address of the window.
-    #[must_use]
-    pub fn va(&self) -> VirtAddr {
-        self.va
-    }
-
-    /// Length of the window in bytes.
-    #[must_use]
-    pub fn len(&self) -> u64 {
-        self.len
-    }
-
-    /// Whether the window is empty (never).
-    #[must_use]
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
-    }
-
     /// The address space the window is mapped in (read-only: e.g. to translate).
     #[must_use]
     pub fn space(&self) -> &AddressSpace<M, N, K, V> {
@@ -393,52 +433,6 @@ where
     /// page tables behind the manager's back through them is the caller's responsibility.
     pub fn backends(&mut self) -> (&mut W, &mut T) {
         (&mut *self.vram, &mut *self.tlb)
-    }
-
-    /// Reads 32 bits at `offset` in the window.
-    ///
-    /// # Errors
-    ///
-    /// [`Bar1Error`]: out of the window, misaligned, or the BAR failed.
-    pub fn read32<B: Bar1Io + ?Sized>(&self, bar: &mut B, offset: u64) -> Result<u32, Bar1Error> {
-        bar.read32(window_at(self.va, self.len, offset, 4)?)
-    }
-
-    /// Writes 32 bits at `offset` in the window.
-    ///
-    /// # Errors
-    ///
-    /// [`Bar1Error`]: out of the window, misaligned, or the BAR failed.
-    pub fn write32<B: Bar1Io + ?Sized>(
-        &self,
-        bar: &mut B,
-        offset: u64,
-        value: u32,
-    ) -> Result<(), Bar1Error> {
-        bar.write32(window_at(self.va, self.len, offset, 4)?, value)
-    }
-
-    /// Reads 64 bits at `offset` in the window.
-    ///
-    /// # Errors
-    ///
-    /// [`Bar1Error`]: out of the window, misaligned, or the BAR failed.
-    pub fn read64<B: Bar1Io + ?Sized>(&self, bar: &mut B, offset: u64) -> Result<u64, Bar1Error> {
-        bar.read64(window_at(self.va, self.len, offset, 8)?)
-    }
-
-    /// Writes 64 bits at `offset` in the window.
-    ///
-    /// # Errors
-    ///
-    /// [`Bar1Error`]: out of the window, misaligned, or the BAR failed.
-    pub fn write64<B: Bar1Io + ?Sized>(
-        &self,
-        bar: &mut B,
-        offset: u64,
-        value: u64,
-    ) -> Result<(), Bar1Error> {
-        bar.write64(window_at(self.va, self.len, offset, 8)?, value)
     }
 
     /// Unmaps the window now, in one operation, and reports the result (the failure slot is
@@ -452,18 +446,18 @@ where
         self.unmap_now()
     }
 
-    /// Takes the window and the rollback storage out and unmaps; afterwards `drop` has nothing
-    /// left to do.
+    /// Takes the mapping and the rollback storage out and unmaps them as the window; afterwards
+    /// `drop` has nothing left to do.
     fn unmap_now(&mut self) -> Result<OpStats, (Option<Bar1Window>, VmmError)> {
-        match (self.window.take(), self.segs.take()) {
-            (Some(w), Some(segs)) => w.unmap(
+        match (self.mapping.take(), self.segs.take()) {
+            (Some(m), Some(segs)) => Bar1Window::new(m).unmap(
                 &mut *self.space,
                 &mut *self.alloc,
                 &mut *self.vram,
                 &mut *self.tlb,
                 segs,
             ),
-            (w, _) => Err((w, VmmError::Inconsistent)),
+            (m, _) => Err((m.map(Bar1Window::new), VmmError::Inconsistent)),
         }
     }
 }
@@ -481,7 +475,7 @@ where
 {
     /// Unmaps the window in one operation; a failure goes to the slot (if it is empty).
     fn drop(&mut self) {
-        if self.window.is_none() {
+        if self.mapping.is_none() {
             return;
         }
         if let Err((window, error)) = self.unmap_now() {
@@ -527,7 +521,7 @@ impl<M: PtFormat, N: Slab<Node>, K: Slab<Kids>, V: VaRanges> AddressSpace<M, N, 
             page_size,
         )?;
         match self.execute(vram, tlb, op) {
-            Ok(super::Executed::Mapped(mapping, _)) => Ok(Bar1Window { mapping }),
+            Ok(super::Executed::Mapped(mapping, _)) => Ok(Bar1Window::new(mapping)),
             Ok(super::Executed::Done(_)) => Err(VmmError::Inconsistent),
             Err(super::ExecFailed { op, error }) => {
                 let _ = self.cancel(alloc, op);
@@ -562,5 +556,54 @@ impl<M: PtFormat, N: Slab<Node>, K: Slab<Kids>, V: VaRanges> AddressSpace<M, N, 
     {
         let window = self.bar1_map(alloc, vram, tlb, runs, page_size)?;
         Ok(window.into_guard(self, alloc, vram, tlb, segs, failure))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The one bounds and alignment check of [`Bar1Span`], at its edges.
+    #[test]
+    fn span_access_edges() {
+        let span = Bar1Span {
+            va: VirtAddr::new(0x1_0000),
+            len: 0x2000,
+        };
+        assert_eq!(span.at(0, 8), Ok(VirtAddr::new(0x1_0000)));
+        assert_eq!(span.at(0x1ffc, 4), Ok(VirtAddr::new(0x1_1ffc)));
+        assert_eq!(
+            span.at(0x2000, 4),
+            Err(Bar1Error::OutOfBounds {
+                offset: 0x2000,
+                size: 4,
+                len: 0x2000
+            })
+        );
+        assert_eq!(
+            span.at(0x1ffc, 8),
+            Err(Bar1Error::Misaligned {
+                offset: 0x1ffc,
+                size: 8
+            })
+        );
+        assert_eq!(
+            span.at(u64::MAX - 3, 4),
+            Err(Bar1Error::OutOfBounds {
+                offset: u64::MAX - 3,
+                size: 4,
+                len: 0x2000
+            })
+        );
+        // A window at the very top of the VA space cannot wrap.
+        let top = Bar1Span {
+            va: VirtAddr::new(u64::MAX - 0xfff),
+            len: u64::MAX,
+        };
+        assert_eq!(top.at(0xffc, 4), Ok(VirtAddr::new(u64::MAX - 3)));
+        assert!(matches!(
+            top.at(0x1000, 4),
+            Err(Bar1Error::OutOfBounds { .. })
+        ));
     }
 }

@@ -103,7 +103,9 @@ use crate::vram::{VramAccess, VramError};
 use crate::walk::{self, PtFormat, Translation, WalkError, WalkItem};
 
 pub use alloc_trait::{PageTableAllocator, PtAllocError, TABLE_BYTES};
-pub use bar1::{pages_to_runs, Bar1Error, Bar1Guard, Bar1Io, Bar1UnmapFailure, Bar1Window};
+pub use bar1::{
+    pages_to_runs, Bar1Error, Bar1Guard, Bar1Io, Bar1Span, Bar1UnmapFailure, Bar1Window,
+};
 pub use buddy_tables::{BuddyTables, TablePlacement};
 pub use engine::Seg;
 pub use node::{Kids, Node, NodeKind};
