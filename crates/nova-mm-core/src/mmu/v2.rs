@@ -272,46 +272,45 @@ fn encode_mapping(chip: Chip, m: &PteMapping, page: PageSize) -> Result<u64, For
             });
         }
         let frame = shr12(pa);
-        let e = Ver2PteSys::new()
-            .with_valid(true)
-            .with_aperture_checked(ap)
-            .map_err(|()| setter("APERTURE", u64::from(ap)))?
-            .with_vol(a.volatile)
-            .with_encrypted(a.encrypted)
-            .with_privilege(a.privileged)
-            .with_read_only(a.read_only)
-            .with_atomic_disable(a.atomic_disable)
+        let e = Ver2PteSys::from_bits(pte_flags(ap, a)?)
             .with_address_sys_checked(frame)
-            .map_err(|()| setter("ADDRESS_SYS", frame))?
-            .with_kind(a.kind);
+            .map_err(|()| setter("ADDRESS_SYS", frame))?;
         Ok(e.into_bits())
     } else {
         check_address(pa, page.bytes(), VID_PA_BITS)?;
         let ct = u64::from(a.comptagline);
         check_field("COMPTAGLINE", ct, max_of(chip.comptagline_bits()))?;
         let frame = shr12(pa);
-        let e = Ver2PteVid::new()
-            .with_valid(true)
-            .with_aperture_checked(ap)
-            .map_err(|()| setter("APERTURE", u64::from(ap)))?
-            .with_vol(a.volatile)
-            .with_encrypted(a.encrypted)
-            .with_privilege(a.privileged)
-            .with_read_only(a.read_only)
-            .with_atomic_disable(a.atomic_disable)
+        let e = Ver2PteVid::from_bits(pte_flags(ap, a)?)
             .with_address_vid_checked(frame)
             .map_err(|()| setter("ADDRESS_VID", frame))?
             .with_address_vid_peer_checked(m.peer_id)
             .map_err(|()| setter("ADDRESS_VID_PEER", peer))?
             .with_comptagline_checked(a.comptagline)
-            .map_err(|()| setter("COMPTAGLINE", ct))?
-            .with_kind(a.kind);
+            .map_err(|()| setter("COMPTAGLINE", ct))?;
         Ok(e.into_bits())
     }
 }
 
+/// The bits of a valid PTE outside the address fields: VALID, APERTURE, the flags 7:3 and
+/// KIND. The vid and sys views agree on them (only the address fields overlap), so they are
+/// set once, through the vid view, as [`read_mapping`] reads them.
+fn pte_flags(ap: u8, a: &PteAttrs) -> Result<u64, FormatError> {
+    let e = Ver2PteVid::new()
+        .with_valid(true)
+        .with_aperture_checked(ap)
+        .map_err(|()| setter("APERTURE", u64::from(ap)))?
+        .with_vol(a.volatile)
+        .with_encrypted(a.encrypted)
+        .with_privilege(a.privileged)
+        .with_read_only(a.read_only)
+        .with_atomic_disable(a.atomic_disable)
+        .with_kind(a.kind);
+    Ok(e.into_bits())
+}
+
 const fn shr12(pa: u64) -> u64 {
-    super::bits::shr(pa, 12)
+    shr(pa, 12)
 }
 
 /// Reads a valid PTE (bit 0 set) without checking it; the caller re-encodes to check.
@@ -643,7 +642,7 @@ pub fn decode_pde(chip: Chip, level: Level, raw: u64) -> Result<PdeState, Format
 
 /// The 2-bit aperture field at 2:1 of a qword.
 fn aperture_bits(raw: u64) -> u8 {
-    u8::try_from(super::bits::shr(raw, 1) & 3).unwrap_or(0)
+    u8::try_from(shr(raw, 1) & 3).unwrap_or(0)
 }
 
 /// Encodes the big half (low qword without NO_ATS) of a dual PDE.
@@ -786,6 +785,10 @@ const _: () = {
     assert!(Ver2PteVid::COMPTAGLINE_OFFSET == 36 && Ver2PteVid::COMPTAGLINE_BITS == 20);
     assert!(Ver2PteVid::KIND_OFFSET == 56 && Ver2PteSys::KIND_OFFSET == 56);
     assert!(Ver2PteSys::ADDRESS_SYS_OFFSET == 8 && Ver2PteSys::ADDRESS_SYS_BITS == 46);
+    // `pte_flags` sets bits 7:0 through the vid view for both.
+    assert!(Ver2PteSys::APERTURE_OFFSET == 1 && Ver2PteSys::VOL_OFFSET == 3);
+    assert!(Ver2PteSys::ENCRYPTED_OFFSET == 4 && Ver2PteSys::PRIVILEGE_OFFSET == 5);
+    assert!(Ver2PteSys::READ_ONLY_OFFSET == 6 && Ver2PteSys::ATOMIC_DISABLE_OFFSET == 7);
     assert!(Ver2PdeVid::NO_ATS_OFFSET == 5 && Ver2PdeSys::NO_ATS_OFFSET == 5);
     assert!(Ver2PdeVid::ADDRESS_VID_OFFSET == 8 && Ver2PdeVid::ADDRESS_VID_BITS == 25);
     assert!(Ver2PdeSys::ADDRESS_SYS_OFFSET == 8 && Ver2PdeSys::ADDRESS_SYS_BITS == 46);
