@@ -23,7 +23,7 @@ use super::bits::{
     bit, canonical, check_address, check_chip, check_field, flag, max_of, setter, shl, shr, test,
 };
 use super::error::FormatError;
-use super::level::{level_info, Level, LevelInfo};
+use super::level::{leaf_page, upper_pd_level, Level};
 use super::state::{
     DualHalf, DualPdeState, PdeAttrs, PdeState, PdeTable, PteAttrs, PteMapping, PteState,
 };
@@ -232,22 +232,6 @@ pub struct Ver2DualPdeSmallSys {
 }
 
 const V: MmuVersion = MmuVersion::V2;
-
-fn pd_level(level: Level) -> Result<&'static LevelInfo, FormatError> {
-    let info = level_info(V, level)?;
-    if level.is_leaf() || level.is_dual() {
-        return Err(FormatError::WrongLevel { level });
-    }
-    Ok(info)
-}
-
-fn leaf_page(level: Level) -> Result<PageSize, FormatError> {
-    match level {
-        Level::PtBig => Ok(PageSize::Size64K),
-        Level::PtSmall => Ok(PageSize::Size4K),
-        _ => Err(FormatError::WrongLevel { level }),
-    }
-}
 
 /// Encodes a valid PTE of `page` size (also used for 2 MiB and 512 MiB PTEs in PDEs).
 fn encode_mapping(chip: Chip, m: &PteMapping, page: PageSize) -> Result<u64, FormatError> {
@@ -577,7 +561,7 @@ pub fn decode_pte(chip: Chip, level: Level, raw: u64) -> Result<PteState, Format
 /// NO_ATS on Pascal; address and field errors of the table pointer or the PTE.
 pub fn encode_pde(chip: Chip, level: Level, state: &PdeState) -> Result<u64, FormatError> {
     check_chip(chip, V)?;
-    let info = pd_level(level)?;
+    let info = upper_pd_level(V, level)?;
     match state {
         PdeState::Invalid => Ok(0),
         PdeState::Sparse => Ok(VOL),
@@ -609,7 +593,7 @@ pub fn encode_pde(chip: Chip, level: Level, state: &PdeState) -> Result<u64, For
 /// [`FormatError::ReservedBits`] for bits no encoding sets.
 pub fn decode_pde(chip: Chip, level: Level, raw: u64) -> Result<PdeState, FormatError> {
     check_chip(chip, V)?;
-    let info = pd_level(level)?;
+    let info = upper_pd_level(V, level)?;
     let mut lenient = 0;
     let state = if test(raw, 0) {
         match info.pte_size {
