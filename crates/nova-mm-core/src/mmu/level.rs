@@ -239,6 +239,29 @@ pub fn level_info(version: MmuVersion, level: Level) -> Result<&'static LevelInf
         .ok_or(FormatError::NoSuchLevel { level, version })
 }
 
+/// The geometry of an upper directory level of `version` (one 8-byte PDE per entry), for the
+/// v2 and v3 `encode_pde`/`decode_pde`, which take no PD0 and no leaf.
+pub(super) fn upper_pd_level(
+    version: MmuVersion,
+    level: Level,
+) -> Result<&'static LevelInfo, FormatError> {
+    let info = level_info(version, level)?;
+    if level.is_leaf() || level.is_dual() {
+        return Err(FormatError::WrongLevel { level });
+    }
+    Ok(info)
+}
+
+/// The page size of a leaf level (64 KiB pages in the big page table, 4 KiB in the small),
+/// the same in v2 and v3.
+pub(super) fn leaf_page(level: Level) -> Result<PageSize, FormatError> {
+    match level {
+        Level::PtBig => Ok(PageSize::Size64K),
+        Level::PtSmall => Ok(PageSize::Size4K),
+        _ => Err(FormatError::WrongLevel { level }),
+    }
+}
+
 /// The index of `va` in the table of `level`, after checking that `va` is inside the
 /// version's VA space.
 ///

@@ -20,10 +20,10 @@ use crate::chip::{Chip, MmuVersion};
 
 use super::aperture::{PdeAperture, PteAperture, TableAperture};
 use super::bits::{
-    bit, canonical, check_address, check_chip, check_field, flag, max_of, setter, shl, test,
+    bit, canonical, check_address, check_chip, check_field, flag, max_of, setter, shl, shr, test,
 };
 use super::error::FormatError;
-use super::level::{level_info, Level, LevelInfo};
+use super::level::{leaf_page, upper_pd_level, Level};
 use super::state::{
     DualHalf, DualPdeState, PdeAttrs, PdeState, PdeTable, PteAttrs, PteMapping, PteState,
 };
@@ -233,22 +233,6 @@ pub struct Ver2DualPdeSmallSys {
 
 const V: MmuVersion = MmuVersion::V2;
 
-fn pd_level(level: Level) -> Result<&'static LevelInfo, FormatError> {
-    let info = level_info(V, level)?;
-    if level.is_leaf() || level.is_dual() {
-        return Err(FormatError::WrongLevel { level });
-    }
-    Ok(info)
-}
-
-fn leaf_page(level: Level) -> Result<PageSize, FormatError> {
-    match level {
-        Level::PtBig => Ok(PageSize::Size64K),
-        Level::PtSmall => Ok(PageSize::Size4K),
-        _ => Err(FormatError::WrongLevel { level }),
-    }
-}
-
 /// Encodes a valid PTE of `page` size (also used for 2 MiB and 512 MiB PTEs in PDEs).
 fn encode_mapping(chip: Chip, m: &PteMapping, page: PageSize) -> Result<u64, FormatError> {
     let a = &m.attrs;
@@ -272,46 +256,45 @@ fn encode_mapping(chip: Chip, m: &PteMapping, page: PageSize) -> Result<u64, For
             });
         }
         let frame = shr12(pa);
-        let e = Ver2PteSys::new()
-            .with_valid(true)
-            .with_aperture_checked(ap)
-            .map_err(|()| setter("APERTURE", u64::from(ap)))?
-            .with_vol(a.volatile)
-            .with_encrypted(a.encrypted)
-            .with_privilege(a.privileged)
-            .with_read_only(a.read_only)
-            .with_atomic_disable(a.atomic_disable)
+        let e = Ver2PteSys::from_bits(pte_flags(ap, a)?)
             .with_address_sys_checked(frame)
-            .map_err(|()| setter("ADDRESS_SYS", frame))?
-            .with_kind(a.kind);
+            .map_err(|()| setter("ADDRESS_SYS", frame))?;
         Ok(e.into_bits())
     } else {
         check_address(pa, page.bytes(), VID_PA_BITS)?;
         let ct = u64::from(a.comptagline);
         check_field("COMPTAGLINE", ct, max_of(chip.comptagline_bits()))?;
         let frame = shr12(pa);
-        let e = Ver2PteVid::new()
-            .with_valid(true)
-            .with_aperture_checked(ap)
-            .map_err(|()| setter("APERTURE", u64::from(ap)))?
-            .with_vol(a.volatile)
-            .with_encrypted(a.encrypted)
-            .with_privilege(a.privileged)
-            .with_read_only(a.read_only)
-            .with_atomic_disable(a.atomic_disable)
+        let e = Ver2PteVid::from_bits(pte_flags(ap, a)?)
             .with_address_vid_checked(frame)
             .map_err(|()| setter("ADDRESS_VID", frame))?
             .with_address_vid_peer_checked(m.peer_id)
             .map_err(|()| setter("ADDRESS_VID_PEER", peer))?
             .with_comptagline_checked(a.comptagline)
-            .map_err(|()| setter("COMPTAGLINE", ct))?
-            .with_kind(a.kind);
+            .map_err(|()| setter("COMPTAGLINE", ct))?;
         Ok(e.into_bits())
     }
 }
 
+/// The bits of a valid PTE outside the address fields: VALID, APERTURE, the flags 7:3 and
+/// KIND. The vid and sys views agree on them (only the address fields overlap), so they are
+/// set once, through the vid view, as [`read_mapping`] reads them.
+fn pte_flags(ap: u8, a: &PteAttrs) -> Result<u64, FormatError> {
+    let e = Ver2PteVid::new()
+        .with_valid(true)
+        .with_aperture_checked(ap)
+        .map_err(|()| setter("APERTURE", u64::from(ap)))?
+        .with_vol(a.volatile)
+        .with_encrypted(a.encrypted)
+        .with_privilege(a.privileged)
+        .with_read_only(a.read_only)
+        .with_atomic_disable(a.atomic_disable)
+        .with_kind(a.kind);
+    Ok(e.into_bits())
+}
+
 const fn shr12(pa: u64) -> u64 {
-    super::bits::shr(pa, 12)
+    shr(pa, 12)
 }
 
 /// Reads a valid PTE (bit 0 set) without checking it; the caller re-encodes to check.
@@ -354,45 +337,156 @@ fn read_mapping(chip: Chip, raw: u64) -> PteMapping {
     }
 }
 
-/// Encodes the pointer part (aperture, VOL, address) of an upper PDE (`ADDRESS_*` at bit 8
-/// = PA >> 12).
-fn encode_table(t: &PdeTable) -> Result<u64, FormatError> {
-    let pa = t.address.raw();
-    let ap = t.aperture.bits();
-    let frame = shr12(pa);
-    if t.aperture.is_sysmem() {
-        check_address(pa, 4096, SYS_PA_BITS)?;
-        let e = Ver2PdeSys::new()
-            .with_aperture_checked(ap)
-            .map_err(|()| setter("APERTURE", u64::from(ap)))?
-            .with_vol(t.attrs.uncached)
-            .with_address_sys_checked(frame)
-            .map_err(|()| setter("ADDRESS_SYS", frame))?;
-        Ok(e.into_bits())
-    } else {
-        check_address(pa, 4096, VID_PA_BITS)?;
-        let e = Ver2PdeVid::new()
-            .with_aperture_checked(ap)
-            .map_err(|()| setter("APERTURE", u64::from(ap)))?
-            .with_vol(t.attrs.uncached)
-            .with_address_vid_checked(frame)
-            .map_err(|()| setter("ADDRESS_VID", frame))?;
-        Ok(e.into_bits())
+/// One raw view of a v2 table pointer: an upper PDE, the big half or the small half of a dual
+/// PDE, each for a table in video memory (`*Vid`) or system memory (`*Sys`).
+///
+/// All six views have one shape (`mmu-formats.md` §1.2, §1.3): the aperture at 2:1 and VOL
+/// at 3 of their qword, and an address field holding `PA >> ADDRESS_SHIFT`; only NVIDIA's
+/// field names and the address field's position and width differ. So the encoder and decoder are written once
+/// ([`TablePointer::encode`], [`TablePointer::read`]) over this trait, and each view brings
+/// its own checked setters and field names, which the errors keep.
+trait TablePointer: Sized + Default + From<u64> + Into<u64> {
+    /// NVIDIA's name of the aperture field (`APERTURE`, `APERTURE_BIG`, `APERTURE_SMALL`).
+    const APERTURE: &'static str;
+    /// NVIDIA's name of the address field (`ADDRESS_VID`, `ADDRESS_BIG_SYS`, ...).
+    const ADDRESS: &'static str;
+    /// The address field holds `PA >> ADDRESS_SHIFT`, so the table is aligned to
+    /// `1 << ADDRESS_SHIFT`: 12 (4 KiB tables), 8 for the big half (`ADDRESS_BIG_SHIFT`).
+    const ADDRESS_SHIFT: u32;
+    /// Width of a physical address this view can hold: [`VID_PA_BITS`] or [`SYS_PA_BITS`].
+    const PA_BITS: u32;
+
+    /// The aperture field's checked setter.
+    fn aperture_checked(self, aperture: u8) -> Result<Self, ()>;
+    /// The VOL field's setter.
+    fn volatile(self, vol: bool) -> Self;
+    /// The address field's checked setter (`value` = `PA >> ADDRESS_SHIFT`).
+    fn address_checked(self, value: u64) -> Result<Self, ()>;
+    /// The VOL field.
+    fn is_volatile(&self) -> bool;
+    /// The address field (`PA >> ADDRESS_SHIFT`).
+    fn address_field(&self) -> u64;
+
+    /// Encodes the pointer part (aperture, VOL, address) of `t` in this view.
+    fn encode(t: &PdeTable) -> Result<u64, FormatError> {
+        let pa = t.address.raw();
+        check_address(pa, bit(Self::ADDRESS_SHIFT), Self::PA_BITS)?;
+        let ap = t.aperture.bits();
+        let value = shr(pa, Self::ADDRESS_SHIFT);
+        let e = Self::default()
+            .aperture_checked(ap)
+            .map_err(|()| setter(Self::APERTURE, u64::from(ap)))?
+            .volatile(t.attrs.uncached)
+            .address_checked(value)
+            .map_err(|()| setter(Self::ADDRESS, value))?;
+        Ok(e.into())
+    }
+
+    /// Reads the table address and VOL of `raw` in this view.
+    fn read(raw: u64) -> (PhysAddr, bool) {
+        let e = Self::from(raw);
+        let address = shl(e.address_field(), Self::ADDRESS_SHIFT);
+        (PhysAddr::new(address), e.is_volatile())
     }
 }
 
-/// Reads aperture, VOL and address of an upper PDE whose aperture is not invalid.
-fn read_table(raw: u64, aperture: TableAperture) -> PdeTable {
-    let address = if aperture.is_sysmem() {
-        shl(Ver2PdeSys::from_bits(raw).address_sys(), 12)
+/// Implements [`TablePointer`] for a raw view by naming its bitfield accessors, so each view
+/// keeps NVIDIA's field names in its accessors and in its errors.
+macro_rules! table_pointer {
+    ($view:ident {
+        $aperture:literal: $with_aperture:ident,
+        VOL: $vol:ident / $with_vol:ident,
+        $address:literal: $get_address:ident / $with_address:ident,
+        PA: $pa_bits:ident >> $shift:literal $(,)?
+    }) => {
+        impl TablePointer for $view {
+            const APERTURE: &'static str = $aperture;
+            const ADDRESS: &'static str = $address;
+            const ADDRESS_SHIFT: u32 = $shift;
+            const PA_BITS: u32 = $pa_bits;
+
+            fn aperture_checked(self, aperture: u8) -> Result<Self, ()> {
+                self.$with_aperture(aperture)
+            }
+            fn volatile(self, vol: bool) -> Self {
+                self.$with_vol(vol)
+            }
+            fn address_checked(self, value: u64) -> Result<Self, ()> {
+                self.$with_address(value)
+            }
+            fn is_volatile(&self) -> bool {
+                self.$vol()
+            }
+            fn address_field(&self) -> u64 {
+                self.$get_address()
+            }
+        }
+    };
+}
+
+table_pointer!(Ver2PdeVid {
+    "APERTURE": with_aperture_checked,
+    VOL: vol / with_vol,
+    "ADDRESS_VID": address_vid / with_address_vid_checked,
+    PA: VID_PA_BITS >> 12,
+});
+table_pointer!(Ver2PdeSys {
+    "APERTURE": with_aperture_checked,
+    VOL: vol / with_vol,
+    "ADDRESS_SYS": address_sys / with_address_sys_checked,
+    PA: SYS_PA_BITS >> 12,
+});
+table_pointer!(Ver2DualPdeBigVid {
+    "APERTURE_BIG": with_aperture_big_checked,
+    VOL: vol_big / with_vol_big,
+    "ADDRESS_BIG_VID": address_big_vid / with_address_big_vid_checked,
+    PA: VID_PA_BITS >> 8,
+});
+table_pointer!(Ver2DualPdeBigSys {
+    "APERTURE_BIG": with_aperture_big_checked,
+    VOL: vol_big / with_vol_big,
+    "ADDRESS_BIG_SYS": address_big_sys / with_address_big_sys_checked,
+    PA: SYS_PA_BITS >> 8,
+});
+table_pointer!(Ver2DualPdeSmallVid {
+    "APERTURE_SMALL": with_aperture_small_checked,
+    VOL: vol_small / with_vol_small,
+    "ADDRESS_SMALL_VID": address_small_vid / with_address_small_vid_checked,
+    PA: VID_PA_BITS >> 12,
+});
+table_pointer!(Ver2DualPdeSmallSys {
+    "APERTURE_SMALL": with_aperture_small_checked,
+    VOL: vol_small / with_vol_small,
+    "ADDRESS_SMALL_SYS": address_small_sys / with_address_small_sys_checked,
+    PA: SYS_PA_BITS >> 12,
+});
+
+/// Encodes a table pointer in the view its aperture chooses: `Vid` for video memory, `Sys`
+/// for system memory (their address fields overlap).
+fn encode_pointer<Vid: TablePointer, Sys: TablePointer>(t: &PdeTable) -> Result<u64, FormatError> {
+    if t.aperture.is_sysmem() {
+        Sys::encode(t)
     } else {
-        shl(Ver2PdeVid::from_bits(raw).address_vid(), 12)
+        Vid::encode(t)
+    }
+}
+
+/// Reads a table pointer whose aperture (not invalid) is `aperture`, in the view it chooses.
+/// NO_ATS is left to the caller: where it lies depends on the entry.
+fn read_pointer<Vid: TablePointer, Sys: TablePointer>(
+    raw: u64,
+    aperture: TableAperture,
+) -> PdeTable {
+    let (address, uncached) = if aperture.is_sysmem() {
+        Sys::read(raw)
+    } else {
+        Vid::read(raw)
     };
     PdeTable {
         aperture,
-        address: PhysAddr::new(address),
+        address,
         attrs: PdeAttrs {
-            uncached: test(raw, 3),
+            uncached,
             no_ats: false,
         },
     }
@@ -467,12 +561,12 @@ pub fn decode_pte(chip: Chip, level: Level, raw: u64) -> Result<PteState, Format
 /// NO_ATS on Pascal; address and field errors of the table pointer or the PTE.
 pub fn encode_pde(chip: Chip, level: Level, state: &PdeState) -> Result<u64, FormatError> {
     check_chip(chip, V)?;
-    let info = pd_level(level)?;
+    let info = upper_pd_level(V, level)?;
     match state {
         PdeState::Invalid => Ok(0),
         PdeState::Sparse => Ok(VOL),
         PdeState::Table(t) => {
-            let mut raw = encode_table(t)?;
+            let mut raw = encode_pointer::<Ver2PdeVid, Ver2PdeSys>(t)?;
             if t.attrs.no_ats {
                 if !chip.has_no_ats() {
                     return Err(FormatError::FieldNotInFormat { field: "NO_ATS" });
@@ -499,7 +593,7 @@ pub fn encode_pde(chip: Chip, level: Level, state: &PdeState) -> Result<u64, For
 /// [`FormatError::ReservedBits`] for bits no encoding sets.
 pub fn decode_pde(chip: Chip, level: Level, raw: u64) -> Result<PdeState, FormatError> {
     check_chip(chip, V)?;
-    let info = pd_level(level)?;
+    let info = upper_pd_level(V, level)?;
     let mut lenient = 0;
     let state = if test(raw, 0) {
         match info.pte_size {
@@ -519,7 +613,7 @@ pub fn decode_pde(chip: Chip, level: Level, raw: u64) -> Result<PdeState, Format
                 }
             }
             Some(ap) => {
-                let mut t = read_table(raw, ap);
+                let mut t = read_pointer::<Ver2PdeVid, Ver2PdeSys>(raw, ap);
                 t.attrs.no_ats = chip.has_no_ats() && raw & NO_ATS != 0;
                 PdeState::Table(t)
             }
@@ -532,7 +626,7 @@ pub fn decode_pde(chip: Chip, level: Level, raw: u64) -> Result<PdeState, Format
 
 /// The 2-bit aperture field at 2:1 of a qword.
 fn aperture_bits(raw: u64) -> u8 {
-    u8::try_from(super::bits::shr(raw, 1) & 3).unwrap_or(0)
+    u8::try_from(shr(raw, 1) & 3).unwrap_or(0)
 }
 
 /// Encodes the big half (low qword without NO_ATS) of a dual PDE.
@@ -542,28 +636,7 @@ fn encode_big(t: &PdeTable) -> Result<u64, FormatError> {
             what: "NO_ATS with a big page table (v2 dual PDE bit 5 is also ADDRESS_BIG bit 1)",
         });
     }
-    let pa = t.address.raw();
-    let ap = t.aperture.bits();
-    let field = super::bits::shr(pa, 8);
-    if t.aperture.is_sysmem() {
-        check_address(pa, 256, SYS_PA_BITS)?;
-        let e = Ver2DualPdeBigSys::new()
-            .with_aperture_big_checked(ap)
-            .map_err(|()| setter("APERTURE_BIG", u64::from(ap)))?
-            .with_vol_big(t.attrs.uncached)
-            .with_address_big_sys_checked(field)
-            .map_err(|()| setter("ADDRESS_BIG_SYS", field))?;
-        Ok(e.into_bits())
-    } else {
-        check_address(pa, 256, VID_PA_BITS)?;
-        let e = Ver2DualPdeBigVid::new()
-            .with_aperture_big_checked(ap)
-            .map_err(|()| setter("APERTURE_BIG", u64::from(ap)))?
-            .with_vol_big(t.attrs.uncached)
-            .with_address_big_vid_checked(field)
-            .map_err(|()| setter("ADDRESS_BIG_VID", field))?;
-        Ok(e.into_bits())
-    }
+    encode_pointer::<Ver2DualPdeBigVid, Ver2DualPdeBigSys>(t)
 }
 
 /// Encodes a dual PD0 entry as `[low, high]` (bits 63:0, bits 127:64).
@@ -602,7 +675,9 @@ pub fn encode_dual_pde(chip: Chip, state: &DualPdeState) -> Result<[u64; 2], For
                         }
                         low |= NO_ATS;
                     }
-                    encode_small(t)?
+                    // The upper-PDE layout moved to bits 127:64; IS_PTE (bit 64) and NO_ATS
+                    // (bit 69) stay 0.
+                    encode_pointer::<Ver2DualPdeSmallVid, Ver2DualPdeSmallSys>(t)?
                 }
             };
             Ok([low, high])
@@ -648,7 +723,9 @@ pub fn decode_dual_pde(chip: Chip, raw: [u64; 2]) -> Result<DualPdeState, Format
                         lenient[0] = VOL;
                         DualHalf::Invalid
                     }
-                    Some(ap) => DualHalf::Table(read_big(low, ap)),
+                    Some(ap) => DualHalf::Table(
+                        read_pointer::<Ver2DualPdeBigVid, Ver2DualPdeBigSys>(low, ap),
+                    ),
                 };
                 let small = match small_ap {
                     None => {
@@ -656,7 +733,8 @@ pub fn decode_dual_pde(chip: Chip, raw: [u64; 2]) -> Result<DualPdeState, Format
                         DualHalf::Invalid
                     }
                     Some(ap) => {
-                        let mut t = read_small(high, ap);
+                        let mut t =
+                            read_pointer::<Ver2DualPdeSmallVid, Ver2DualPdeSmallSys>(high, ap);
                         t.attrs.no_ats = big_ap.is_none() && chip.has_no_ats() && low & NO_ATS != 0;
                         DualHalf::Table(t)
                     }
@@ -669,67 +747,6 @@ pub fn decode_dual_pde(chip: Chip, raw: [u64; 2]) -> Result<DualPdeState, Format
     canonical(low & !lenient[0], expected[0], 0)?;
     canonical(high & !lenient[1], expected[1], 1)?;
     Ok(state)
-}
-
-/// Encodes the small half (high qword) of a dual PDE: the upper-PDE layout moved to bits
-/// 127:64, without IS_PTE (bit 64) and NO_ATS (bit 69), which stay 0.
-fn encode_small(t: &PdeTable) -> Result<u64, FormatError> {
-    let pa = t.address.raw();
-    let ap = t.aperture.bits();
-    let frame = shr12(pa);
-    if t.aperture.is_sysmem() {
-        check_address(pa, 4096, SYS_PA_BITS)?;
-        let e = Ver2DualPdeSmallSys::new()
-            .with_aperture_small_checked(ap)
-            .map_err(|()| setter("APERTURE_SMALL", u64::from(ap)))?
-            .with_vol_small(t.attrs.uncached)
-            .with_address_small_sys_checked(frame)
-            .map_err(|()| setter("ADDRESS_SMALL_SYS", frame))?;
-        Ok(e.into_bits())
-    } else {
-        check_address(pa, 4096, VID_PA_BITS)?;
-        let e = Ver2DualPdeSmallVid::new()
-            .with_aperture_small_checked(ap)
-            .map_err(|()| setter("APERTURE_SMALL", u64::from(ap)))?
-            .with_vol_small(t.attrs.uncached)
-            .with_address_small_vid_checked(frame)
-            .map_err(|()| setter("ADDRESS_SMALL_VID", frame))?;
-        Ok(e.into_bits())
-    }
-}
-
-/// Reads the small half (high qword) of a dual PDE whose small aperture is not invalid.
-fn read_small(high: u64, aperture: TableAperture) -> PdeTable {
-    let address = if aperture.is_sysmem() {
-        shl(Ver2DualPdeSmallSys::from_bits(high).address_small_sys(), 12)
-    } else {
-        shl(Ver2DualPdeSmallVid::from_bits(high).address_small_vid(), 12)
-    };
-    PdeTable {
-        aperture,
-        address: PhysAddr::new(address),
-        attrs: PdeAttrs {
-            uncached: test(high, 3),
-            no_ats: false,
-        },
-    }
-}
-
-/// Reads the big half of a dual PDE whose big aperture is not invalid.
-fn read_big(low: u64, aperture: TableAperture) -> PdeTable {
-    let address = if aperture.is_sysmem() {
-        shl(Ver2DualPdeBigSys::from_bits(low).address_big_sys(), 8)
-    } else {
-        shl(Ver2DualPdeBigVid::from_bits(low).address_big_vid(), 8)
-    };
-    PdeTable {
-        aperture,
-        address: PhysAddr::new(address),
-        attrs: PdeAttrs {
-            uncached: test(low, 3),
-            no_ats: false,
-        },
-    }
 }
 
 const _: () = {
@@ -752,6 +769,10 @@ const _: () = {
     assert!(Ver2PteVid::COMPTAGLINE_OFFSET == 36 && Ver2PteVid::COMPTAGLINE_BITS == 20);
     assert!(Ver2PteVid::KIND_OFFSET == 56 && Ver2PteSys::KIND_OFFSET == 56);
     assert!(Ver2PteSys::ADDRESS_SYS_OFFSET == 8 && Ver2PteSys::ADDRESS_SYS_BITS == 46);
+    // `pte_flags` sets bits 7:0 through the vid view for both.
+    assert!(Ver2PteSys::APERTURE_OFFSET == 1 && Ver2PteSys::VOL_OFFSET == 3);
+    assert!(Ver2PteSys::ENCRYPTED_OFFSET == 4 && Ver2PteSys::PRIVILEGE_OFFSET == 5);
+    assert!(Ver2PteSys::READ_ONLY_OFFSET == 6 && Ver2PteSys::ATOMIC_DISABLE_OFFSET == 7);
     assert!(Ver2PdeVid::NO_ATS_OFFSET == 5 && Ver2PdeSys::NO_ATS_OFFSET == 5);
     assert!(Ver2PdeVid::ADDRESS_VID_OFFSET == 8 && Ver2PdeVid::ADDRESS_VID_BITS == 25);
     assert!(Ver2PdeSys::ADDRESS_SYS_OFFSET == 8 && Ver2PdeSys::ADDRESS_SYS_BITS == 46);

@@ -15,7 +15,7 @@ use crate::chip::{Chip, MmuVersion};
 use super::aperture::{PdeAperture, PteAperture, TableAperture};
 use super::bits::{canonical, check_address, check_chip, check_field, flag, shl, shr, test};
 use super::error::FormatError;
-use super::level::{level_info, Level, LevelInfo};
+use super::level::{leaf_page, upper_pd_level, Level};
 use super::state::{
     DualHalf, DualPdeState, PdeAttrs, PdeState, PdeTable, PteAttrs, PteMapping, PteState,
 };
@@ -140,22 +140,6 @@ pub struct Ver3DualPdeSmall {
 }
 
 const V: MmuVersion = MmuVersion::V3;
-
-fn pd_level(level: Level) -> Result<&'static LevelInfo, FormatError> {
-    let info = level_info(V, level)?;
-    if level.is_leaf() || level.is_dual() {
-        return Err(FormatError::WrongLevel { level });
-    }
-    Ok(info)
-}
-
-fn leaf_page(level: Level) -> Result<PageSize, FormatError> {
-    match level {
-        Level::PtBig => Ok(PageSize::Size64K),
-        Level::PtSmall => Ok(PageSize::Size4K),
-        _ => Err(FormatError::WrongLevel { level }),
-    }
-}
 
 /// The PTE PCF of a valid PTE's attributes.
 #[must_use]
@@ -380,7 +364,7 @@ fn encode_table(t: &PdeTable) -> Result<u64, FormatError> {
 /// the PTE errors of [`encode_pte`].
 pub fn encode_pde(chip: Chip, level: Level, state: &PdeState) -> Result<u64, FormatError> {
     check_chip(chip, V)?;
-    let info = pd_level(level)?;
+    let info = upper_pd_level(V, level)?;
     match state {
         PdeState::Invalid => Ok(0),
         PdeState::Sparse => Ok(shl(u64::from(PDE_PCF_UNCACHED_OR_SPARSE), 3)),
@@ -404,7 +388,7 @@ pub fn encode_pde(chip: Chip, level: Level, state: &PdeState) -> Result<u64, For
 /// [`FormatError::UndefinedEncoding`] for PCF > 3; [`FormatError::ReservedBits`].
 pub fn decode_pde(chip: Chip, level: Level, raw: u64) -> Result<PdeState, FormatError> {
     check_chip(chip, V)?;
-    let info = pd_level(level)?;
+    let info = upper_pd_level(V, level)?;
     let mut lenient = 0;
     let state = if test(raw, 0) {
         match info.pte_size {
