@@ -78,12 +78,12 @@ impl<C: core::ops::DerefMut<Target = Core>, M: core::ops::DerefMut<Target = [u64
     #[inline]
     pub(crate) fn free_chunk_at(&mut self, offset: u64, cleared: bool) -> Result<(), BuddyError> {
         let bad = BuddyError::NotAllocated { offset, order: 0 };
-        let rel = offset.checked_sub(self.c.base).ok_or(bad)?;
-        if rel & pow2(self.c.shift).wrapping_sub(1) != 0 {
-            return Err(bad);
-        }
+        // An offset below the base wraps to at least 2^64 - base, which is at least the pool
+        // size (base + size does not overflow, checked at creation): one comparison covers both
+        // ends.
+        let rel = offset.wrapping_sub(self.c.base);
         let p = rel >> self.c.shift;
-        if p >= self.c.n || self.f_bit(p) {
+        if p >= self.c.n || rel & pow2(self.c.shift).wrapping_sub(1) != 0 || self.f_bit(p) {
             return Err(bad);
         }
         self.give_small(0, p, ClearMode::Set(cleared));

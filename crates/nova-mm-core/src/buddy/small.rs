@@ -104,7 +104,9 @@ impl<C: core::ops::DerefMut<Target = Core>, M: core::ops::DerefMut<Target = [u64
         {
             let core = &mut *self.c;
             core.avail = core.avail.wrapping_add(pow2(k));
-            core.clear_avail = core.clear_avail.wrapping_add(pc(clear));
+            if clear != 0 {
+                core.clear_avail = core.clear_avail.wrapping_add(pc(clear));
+            }
             core.gen = core.gen.wrapping_add(1);
         }
         // No root bound needed inside a word: an aligned block that is all free lies inside the
