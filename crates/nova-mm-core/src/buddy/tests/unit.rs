@@ -285,3 +285,41 @@ fn buddy_is_small_by_value() {
     std::eprintln!("size_of::<Buddy>() = {size}");
     assert!(size <= 4096, "{size}");
 }
+
+#[test]
+fn free_at_refuses_every_offset_that_is_not_an_allocated_chunk() {
+    // Base near the top of the address space, so offsets below it wrap far.
+    let base = u64::MAX - (64 << 20) + 1 - (1 << 30);
+    let size = 64 << 20;
+    let p = BuddyParams {
+        base_offset: base,
+        size,
+        chunk_size: SZ_4K,
+    };
+    let mut st = std::vec![0u64; Buddy::metadata_words(&p)];
+    let mut b = Buddy::with_storage(p, &mut st).unwrap();
+    let x = b.alloc_chunk().unwrap();
+    let before = (b.avail(), b.clear_avail());
+    let refused = |off: u64| BuddyError::NotAllocated {
+        offset: off,
+        order: 0,
+    };
+    for off in [
+        0,
+        base - SZ_4K,
+        base - 1,
+        base + 1,
+        x.offset() + 1,
+        x.offset() - SZ_4K, // free
+        base + size,
+        u64::MAX - SZ_4K + 1,
+        u64::MAX,
+    ] {
+        assert_eq!(b.free_at(off, 0, false), Err(refused(off)), "{off:#x}");
+        assert_eq!((b.avail(), b.clear_avail()), before);
+    }
+    assert_eq!(b.free_at(x.offset(), 0, true), Ok(()));
+    assert_eq!(b.free_at(x.offset(), 0, true), Err(refused(x.offset())));
+    assert_eq!(b.clear_avail(), SZ_4K);
+    assert_eq!(b.check(), Ok(()));
+}
