@@ -732,73 +732,71 @@ impl<C: core::ops::DerefMut<Target = Core>, M: core::ops::DerefMut<Target = [u64
     /// Lowest leaf word of tree `t` in `[w0, w1)` that is non-zero. Stale level-1 bits met on
     /// the way are dropped, a level-1 word at a time (no new descent per stale bit).
     pub(crate) fn next_word(&mut self, t: usize, w0: u64, w1: u64) -> Option<u64> {
-        if self.levels(t) <= 1 {
-            return (w0 == 0 && w1 > 0 && self.lword(t, 0, 0) != 0).then_some(0);
-        }
-        let off = self.c.layout.off1(t);
-        let mut from = w0;
-        loop {
-            let w = self.find_next(t, 1, from, w1)?;
-            let u = w >> 6;
-            let i = ix(off, u);
-            let mut bits = self.rd(i) & wmask(u, w, w1);
-            let mut stale = 0u64;
-            let mut found = None;
-            while bits != 0 {
-                let b = bits & bits.wrapping_neg();
-                let cand = u.wrapping_shl(6) | u64::from(b.trailing_zeros());
-                if self.lword(t, 0, cand) != 0 {
-                    found = Some(cand);
-                    break;
-                }
-                stale |= b;
-                bits &= !b;
-            }
-            if stale != 0 {
-                let x = self.rd(i);
-                self.wr(i, x & !stale);
-            }
-            if found.is_some() {
-                return found;
-            }
-            from = u.saturating_add(1).wrapping_shl(6);
-        }
+        self.live_word(t, w0, w1, false)
     }
 
     /// Highest leaf word of tree `t` in `[w0, w1)` that is non-zero (stale level-1 bits dropped
     /// as in [`Self::next_word`]).
     pub(crate) fn prev_word(&mut self, t: usize, w0: u64, w1: u64) -> Option<u64> {
+        self.live_word(t, w0, w1, true)
+    }
+
+    /// [`Self::next_word`], or with `down` [`Self::prev_word`].
+    fn live_word(&mut self, t: usize, w0: u64, w1: u64, down: bool) -> Option<u64> {
         if self.levels(t) <= 1 {
             return (w0 == 0 && w1 > 0 && self.lword(t, 0, 0) != 0).then_some(0);
         }
-        let off = self.c.layout.off1(t);
-        let mut to = w1;
+        let (mut lo, mut hi) = (w0, w1);
         loop {
-            let w = self.find_prev(t, 1, w0, to)?;
+            let w = if down {
+                self.find_prev(t, 1, lo, hi)?
+            } else {
+                self.find_next(t, 1, lo, hi)?
+            };
             let u = w >> 6;
-            let i = ix(off, u);
-            let mut bits = self.rd(i) & wmask(u, w0, w.saturating_add(1));
-            let mut stale = 0u64;
-            let mut found = None;
-            while bits != 0 {
-                let b = msb(bits);
-                let cand = u.wrapping_shl(6) | u64::from(b);
-                if self.lword(t, 0, cand) != 0 {
-                    found = Some(cand);
-                    break;
-                }
-                stale |= bit(u64::from(b));
-                bits &= !bit(u64::from(b));
+            let mask = if down {
+                wmask(u, lo, w.saturating_add(1))
+            } else {
+                wmask(u, w, hi)
+            };
+            if let Some(found) = self.live_word_in(t, u, mask, down) {
+                return Some(found);
             }
-            if stale != 0 {
-                let x = self.rd(i);
-                self.wr(i, x & !stale);
+            if down {
+                hi = u.wrapping_shl(6);
+            } else {
+                lo = u.saturating_add(1).wrapping_shl(6);
             }
-            if found.is_some() {
-                return found;
-            }
-            to = u.wrapping_shl(6);
         }
+    }
+
+    /// The first (lowest, or with `down` highest) leaf word among the set bits of level-1 word
+    /// `u` of tree `t` inside `mask` that is non-zero; the stale bits passed on the way are
+    /// cleared.
+    fn live_word_in(&mut self, t: usize, u: u64, mask: u64, down: bool) -> Option<u64> {
+        let i = ix(self.c.layout.off1(t), u);
+        let mut bits = self.rd(i) & mask;
+        let mut stale = 0u64;
+        let mut found = None;
+        while bits != 0 {
+            let b = if down {
+                msb(bits)
+            } else {
+                bits.trailing_zeros()
+            };
+            let cand = u.wrapping_shl(6) | u64::from(b);
+            if self.lword(t, 0, cand) != 0 {
+                found = Some(cand);
+                break;
+            }
+            stale |= bit(cand);
+            bits &= !bit(cand);
+        }
+        if stale != 0 {
+            let x = self.rd(i);
+            self.wr(i, x & !stale);
+        }
+        found
     }
 }
 
