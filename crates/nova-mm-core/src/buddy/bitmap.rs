@@ -57,19 +57,25 @@ pub(crate) const fn stride_mask(a: u32) -> u64 {
     }
 }
 
+/// Bit `i` set iff bits `[i, i + 2^k)` of `x` are all set (`k < 6`).
+#[inline]
+pub(crate) fn run_mask(x: u64, k: u32) -> u64 {
+    let mut r = x;
+    let mut s = 0;
+    while s < k {
+        r &= r >> pow2(s);
+        s = s.saturating_add(1);
+    }
+    r
+}
+
 /// The maximal free blocks of order `k < 6` in free-chunk word `f`, each at the bit of its first
 /// chunk: aligned all-free runs of `2^k` chunks whose parent is not all free. A whole free word
 /// belongs to order 6 or above. (Roots below order 6 end the pool, where the padding bits are 0,
 /// so a parent running past a root is never all free.)
 #[inline]
 pub(crate) fn maximal(k: u32, f: u64) -> u64 {
-    // `run` has bit `i` set iff bits `[i, i + 2^k)` of `f` are all set.
-    let mut run = f;
-    let mut s = 0u32;
-    while s < k {
-        run &= run >> pow2(s);
-        s = s.saturating_add(1);
-    }
+    let run = run_mask(f, k);
     let full = run & stride_mask(k);
     let parent = if k.saturating_add(1) >= DERIVED_ORDERS {
         u64::from(f == u64::MAX)
@@ -278,11 +284,6 @@ impl<C: core::ops::Deref<Target = Core>, M: core::ops::Deref<Target = [u64]>> Ct
         self.c.layout.level_bits(t, l)
     }
 
-    #[inline]
-    fn level_off(&self, t: usize, l: usize) -> usize {
-        self.c.layout.level_off(t, l)
-    }
-
     /// Word `w` of level `l` of tree `t` (level 0 of the derived views is computed).
     #[inline]
     pub(crate) fn lword(&self, t: usize, l: usize, w: u64) -> u64 {
@@ -295,12 +296,10 @@ impl<C: core::ops::Deref<Target = Core>, M: core::ops::Deref<Target = [u64]>> Ct
                     let k = u32::try_from(t.wrapping_sub(T_ORDER0)).unwrap_or(0);
                     maximal(k, self.fw(w))
                 }
-                _ => self.rd(ix(self.c.layout.off0(t), w)),
+                _ => self.rd(ix(self.c.layout.off(t, 0), w)),
             }
-        } else if l == 1 {
-            self.rd(ix(self.c.layout.off1(t), w))
         } else {
-            self.rd(ix(self.level_off(t, l), w))
+            self.rd(ix(self.c.layout.off(t, l), w))
         }
     }
 
@@ -392,7 +391,7 @@ impl<C: core::ops::DerefMut<Target = Core>, M: core::ops::DerefMut<Target = [u64
         let m = &mut *self.m;
         while l < levels {
             let w = b >> 6;
-            let off = layout.level_off(t, l);
+            let off = layout.off(t, l);
             let Some(x) = m.get_mut(ix(off, w)) else {
                 return;
             };
@@ -406,22 +405,6 @@ impl<C: core::ops::DerefMut<Target = Core>, M: core::ops::DerefMut<Target = [u64
             }
             l = l.saturating_add(1);
             b = w;
-        }
-    }
-
-    /// Makes the level-1 summary of tree `t` show leaf word `w` (which has, or is getting, a set
-    /// bit), and the levels above if it is new there.
-    #[inline(always)]
-    pub(crate) fn show_word(&mut self, t: usize, w: u64) {
-        let i = ix(self.c.layout.off1(t), w >> 6);
-        if let Some(x) = self.m.get_mut(i) {
-            let old = *x;
-            if old & bit(w) == 0 {
-                *x = old | bit(w);
-                if old == 0 {
-                    self.flip(t, 2, w >> 6, true);
-                }
-            }
         }
     }
 
@@ -464,7 +447,7 @@ impl<C: core::ops::DerefMut<Target = Core>, M: core::ops::DerefMut<Target = [u64
                 let raised = (*h).max(end);
                 *h = if only { end } else { raised };
             }
-            self.show_word(t, pos >> 6);
+            self.flip(t, 1, pos >> 6, true);
         }
     }
 

@@ -264,6 +264,18 @@ impl Layout {
             .map_or(usize::MAX, |o| o[1] as usize)
     }
 
+    /// Word offset of level `l` of tree `t`, or one past any metadata (reads as 0, never
+    /// written) if there is none or it is derived: levels 0 and 1, the ones the hot paths touch,
+    /// from the table, the others through [`Self::level_off`].
+    #[inline(always)]
+    pub(crate) fn off(&self, t: usize, l: usize) -> usize {
+        match l {
+            0 => self.off0(t),
+            1 => self.off1(t),
+            _ => self.level_off(t, l),
+        }
+    }
+
     /// Levels of tree `t` (0 for a tree that does not exist).
     #[inline]
     pub(crate) fn levels(&self, t: usize) -> usize {

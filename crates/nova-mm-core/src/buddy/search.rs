@@ -5,18 +5,7 @@
 //! results ([`Hint`]) lets repeated requests of the same shape resume where the last one stopped,
 //! so patterns such as VK-CTS's 4000 × 8 KiB at 256 KiB stay linear overall.
 
-use super::bitmap::{msb, pow2, stride_mask, wmask, Core, Ctx, Hint, HINTS};
-
-/// Bit `i` set iff bits `[i, i + 2^k)` of `x` are all set (`k < 6`).
-fn run_mask(x: u64, k: u32) -> u64 {
-    let mut r = x;
-    let mut s = 0;
-    while s < k {
-        r &= r >> pow2(s);
-        s = s.saturating_add(1);
-    }
-    r
-}
+use super::bitmap::{msb, pow2, run_mask, stride_mask, wmask, Core, Ctx, Hint, HINTS};
 
 fn align_up(x: u64, a: u32) -> Option<u64> {
     let m = pow2(a).checked_sub(1)?;
