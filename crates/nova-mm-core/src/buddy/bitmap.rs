@@ -306,12 +306,8 @@ impl<C: core::ops::Deref<Target = Core>, M: core::ops::Deref<Target = [u64]>> Ct
     /// Whether block `i` of order `k` is a maximal free block.
     #[inline]
     pub(crate) fn is_free(&self, k: u32, i: u64) -> bool {
-        if is_derived(k) {
-            let c = i.wrapping_shl(k);
-            maximal(k, self.fw(c >> 6)) & bit(c) != 0
-        } else {
-            self.lword(tree_of(k), 0, i >> 6) & bit(i) != 0
-        }
+        let pos = leaf_pos(k, i);
+        self.lword(tree_of(k), 0, pos >> 6) & bit(pos) != 0
     }
 
     /// Order of the root holding chunk `c` (roots are carved from the set bits of the chunk count).
@@ -414,16 +410,13 @@ impl<C: core::ops::DerefMut<Target = Core>, M: core::ops::DerefMut<Target = [u64
     #[inline(always)]
     pub(crate) fn set_free(&mut self, k: u32, i: u64, on: bool) {
         let t = tree_of(k);
-        // Leaf position of the block: derived maps index blocks by their first chunk.
-        let pos = if is_derived(k) {
-            i.wrapping_shl(k)
-        } else {
+        let pos = leaf_pos(k, i);
+        if !is_derived(k) {
             let li = ix(self.c.layout.off0(t), i >> 6);
             if let Some(x) = self.m.get_mut(li) {
                 *x = if on { *x | bit(i) } else { *x & !bit(i) };
             }
-            i
-        };
+        }
         let core = &mut *self.c;
         let ku = usize::try_from(k).unwrap_or(usize::MAX);
         let mut only = false;
@@ -787,6 +780,17 @@ impl<C: core::ops::DerefMut<Target = Core>, M: core::ops::DerefMut<Target = [u64
 #[inline]
 pub(crate) fn is_derived(k: u32) -> bool {
     k < DERIVED_ORDERS
+}
+
+/// Leaf bit of block `i` of order `k` in its tree: derived maps (orders below 6) put a block at
+/// the bit of its first chunk, stored maps at bit `i`.
+#[inline]
+pub(crate) fn leaf_pos(k: u32, i: u64) -> u64 {
+    if is_derived(k) {
+        i.wrapping_shl(k)
+    } else {
+        i
+    }
 }
 
 /// Tree number of the order-`k` free-block bitmap.
