@@ -11,32 +11,15 @@ use common::backend::{Backend, Rig};
 use common::ListAlloc;
 use nova_mm_core::mmu::{MmuV2, MmuV3, PteAttrs};
 use nova_mm_core::vmm::{
-    pages_to_runs, Bar1Error, Bar1Io, PhysRun, SpaceConfig, SpaceKind, VaError, VaPlacement,
+    pages_to_runs, Bar1Error, PhysRun, SpaceConfig, SpaceKind, VaError, VaPlacement,
     VecAddressSpace, VmmError,
 };
 use nova_mm_core::walk::PtFormat;
 use nova_mm_core::{Chip, VirtAddr, VramAddress};
-use nova_mm_sim::{Bar, Pdb, SimGpu};
+use nova_mm_sim::{Bar, Pdb, SimBar1};
 
 const DIRECT: Backend = Backend::Direct;
 const REGS: Backend = Backend::Regs { mmio64: false };
-
-struct SimBar1<'a>(&'a mut SimGpu);
-
-impl Bar1Io for SimBar1<'_> {
-    fn read32(&mut self, va: VirtAddr) -> Result<u32, Bar1Error> {
-        self.0.bar1_read32(va).map_err(|_| Bar1Error::Io(-14))
-    }
-    fn write32(&mut self, va: VirtAddr, v: u32) -> Result<(), Bar1Error> {
-        self.0.bar1_write32(va, v).map_err(|_| Bar1Error::Io(-14))
-    }
-    fn read64(&mut self, va: VirtAddr) -> Result<u64, Bar1Error> {
-        self.0.bar1_read64(va).map_err(|_| Bar1Error::Io(-14))
-    }
-    fn write64(&mut self, va: VirtAddr, v: u64) -> Result<(), Bar1Error> {
-        self.0.bar1_write64(va, v).map_err(|_| Bar1Error::Io(-14))
-    }
-}
 
 const BAR1_SIZE: u64 = 256 << 20;
 

@@ -11,78 +11,14 @@ use std::cell::RefCell;
 use std::rc::Rc;
 
 use nova_mm_core::mmu::{MmuV2, MmuV3};
-use nova_mm_core::tlb::{InvalidateRequest, TlbError, TlbInvalidate};
+use nova_mm_core::tlb::TlbError;
 use nova_mm_core::vmm::{
-    pages_to_runs, Bar1Error, Bar1Io, Bar1UnmapFailure, PageTableAllocator, PhysRun, PtAllocError,
+    pages_to_runs, Bar1Error, Bar1UnmapFailure, PageTableAllocator, PhysRun, PtAllocError,
     SpaceConfig, SpaceKind, VecAddressSpace, VmmError,
 };
 use nova_mm_core::walk::PtFormat;
-use nova_mm_core::{Chip, VirtAddr, VramAccess, VramAddress, VramError};
-use nova_mm_sim::{Access, Bar, Pdb, RefMmu, SimGpu};
-
-/// The simulated GPU as VRAM (PRAMIN), TLB (invalidate registers) and BAR1 at once.
-#[derive(Clone)]
-struct Shared(Rc<RefCell<SimGpu>>);
-
-impl VramAccess for Shared {
-    fn size(&self) -> u64 {
-        self.0.borrow().vram().size()
-    }
-    fn read32(&mut self, addr: VramAddress) -> Result<u32, VramError> {
-        self.0.borrow_mut().read32(addr)
-    }
-    fn write32(&mut self, addr: VramAddress, value: u32) -> Result<(), VramError> {
-        self.0.borrow_mut().write32(addr, value)
-    }
-    fn read64(&mut self, addr: VramAddress) -> Result<u64, VramError> {
-        self.0.borrow_mut().read64(addr)
-    }
-    fn write64(&mut self, addr: VramAddress, value: u64) -> Result<(), VramError> {
-        self.0.borrow_mut().write64(addr, value)
-    }
-    fn read_u64s(&mut self, addr: VramAddress, out: &mut [u64]) -> Result<(), VramError> {
-        self.0.borrow_mut().read_u64s(addr, out)
-    }
-    fn write_u64s(&mut self, addr: VramAddress, words: &[u64]) -> Result<(), VramError> {
-        self.0.borrow_mut().write_u64s(addr, words)
-    }
-    fn fill_u64(&mut self, addr: VramAddress, value: u64, count: u64) -> Result<(), VramError> {
-        self.0.borrow_mut().fill_u64(addr, value, count)
-    }
-}
-
-impl TlbInvalidate for Shared {
-    fn invalidate(&mut self, req: &InvalidateRequest) -> Result<(), TlbError> {
-        self.0.borrow_mut().invalidate(req)
-    }
-}
-
-impl Bar1Io for Shared {
-    fn read32(&mut self, va: VirtAddr) -> Result<u32, Bar1Error> {
-        self.0
-            .borrow_mut()
-            .bar1_read32(va)
-            .map_err(|_| Bar1Error::Io(-14))
-    }
-    fn write32(&mut self, va: VirtAddr, v: u32) -> Result<(), Bar1Error> {
-        self.0
-            .borrow_mut()
-            .bar1_write32(va, v)
-            .map_err(|_| Bar1Error::Io(-14))
-    }
-    fn read64(&mut self, va: VirtAddr) -> Result<u64, Bar1Error> {
-        self.0
-            .borrow_mut()
-            .bar1_read64(va)
-            .map_err(|_| Bar1Error::Io(-14))
-    }
-    fn write64(&mut self, va: VirtAddr, v: u64) -> Result<(), Bar1Error> {
-        self.0
-            .borrow_mut()
-            .bar1_write64(va, v)
-            .map_err(|_| Bar1Error::Io(-14))
-    }
-}
+use nova_mm_core::{Chip, VirtAddr, VramAccess, VramAddress};
+use nova_mm_sim::{Access, Bar, Pdb, RefMmu, SharedGpu as Shared, SimGpu};
 
 /// Page tables from a free list (this file's own, independent of the other VMM tests).
 struct Tables {

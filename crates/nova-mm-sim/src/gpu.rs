@@ -21,6 +21,9 @@ use crate::refmmu::{Access, Aperture, Fault, Pdb, Translation};
 use crate::tlb::{SimTlb, TlbPath};
 use crate::vram::{SimVram, SimVramError};
 
+mod shared;
+pub use shared::{SharedGpu, SimBar1};
+
 /// One of the two BAR address spaces.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
 pub enum Bar {

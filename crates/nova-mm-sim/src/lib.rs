@@ -83,7 +83,7 @@ pub mod refmmu;
 pub mod tlb;
 pub mod vram;
 
-pub use gpu::{Bar, BarAccesses, BarError, SimGpu};
+pub use gpu::{Bar, BarAccesses, BarError, SharedGpu, SimBar1, SimGpu};
 pub use refmmu::{
     Access, AccessEntries, AccessKind, Aperture, EntrySource, Fault, Level, Mapping, Pdb, PteAttrs,
     RefMmu, Translation, VramEntries, Walk, WalkStep,

@@ -43,12 +43,12 @@ use nova_mm_core::vmm::{
 };
 use nova_mm_core::walk::{format::dir_entry_words, PtFormat};
 use nova_mm_core::{
-    Chip, InvalidateRequest, MmuV2, MmuV3, MmuVersion, PageSize, PhysAddr, TlbError, TlbInvalidate,
-    VirtAddr, VramAccess, VramAddress, VramError,
+    Chip, MmuV2, MmuV3, MmuVersion, PageSize, PhysAddr, VirtAddr, VramAccess, VramAddress,
+    VramError,
 };
 use nova_mm_sim::bar0::SimBar0;
 use nova_mm_sim::refmmu::Pdb;
-use nova_mm_sim::{Bar, SimGpu};
+use nova_mm_sim::{Bar, SharedGpu, SimGpu};
 
 use crate::cli::DemoArgs;
 use crate::error::CliError;
@@ -72,43 +72,6 @@ const FW_MAP_OFFSET: u64 = 16 << 20;
 /// A failed cross-check.
 fn check_failed(msg: impl Into<String>) -> CliError {
     CliError::CheckFailed(msg.into())
-}
-
-/// The simulated GPU shared by the BAR0 model (PRAMIN and TLB registers) and the BAR1 path.
-#[derive(Clone)]
-struct SharedGpu(Rc<RefCell<SimGpu>>);
-
-impl VramAccess for SharedGpu {
-    fn size(&self) -> u64 {
-        self.0.borrow().vram().size()
-    }
-    fn read32(&mut self, addr: VramAddress) -> Result<u32, VramError> {
-        self.0.borrow_mut().read32(addr)
-    }
-    fn write32(&mut self, addr: VramAddress, value: u32) -> Result<(), VramError> {
-        self.0.borrow_mut().write32(addr, value)
-    }
-    fn read64(&mut self, addr: VramAddress) -> Result<u64, VramError> {
-        self.0.borrow_mut().read64(addr)
-    }
-    fn write64(&mut self, addr: VramAddress, value: u64) -> Result<(), VramError> {
-        self.0.borrow_mut().write64(addr, value)
-    }
-    fn read_u64s(&mut self, addr: VramAddress, out: &mut [u64]) -> Result<(), VramError> {
-        self.0.borrow_mut().read_u64s(addr, out)
-    }
-    fn write_u64s(&mut self, addr: VramAddress, words: &[u64]) -> Result<(), VramError> {
-        self.0.borrow_mut().write_u64s(addr, words)
-    }
-    fn fill_u64(&mut self, addr: VramAddress, value: u64, count: u64) -> Result<(), VramError> {
-        self.0.borrow_mut().fill_u64(addr, value, count)
-    }
-}
-
-impl TlbInvalidate for SharedGpu {
-    fn invalidate(&mut self, req: &InvalidateRequest) -> Result<(), TlbError> {
-        self.0.borrow_mut().invalidate(req)
-    }
 }
 
 /// The host's monotonic clock for the TLB polls (the simulated engine finishes after two polls).

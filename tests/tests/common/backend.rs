@@ -15,9 +15,7 @@ use std::rc::Rc;
 use nova_mm_core::hw::mmio::{Mmio, MmioError};
 use nova_mm_core::hw::pramin::{Pramin, PraminReadBack};
 use nova_mm_core::hw::tlb_regs::{Clock, TlbRegs};
-use nova_mm_core::{
-    Chip, InvalidateRequest, TlbError, TlbInvalidate, VramAccess, VramAddress, VramError,
-};
+use nova_mm_core::{Chip, TlbError, TlbInvalidate, VramAccess};
 use nova_mm_sim::bar0::{Bar0Counters, SimBar0, TriggerMode};
 use nova_mm_sim::SimGpu;
 
@@ -39,41 +37,7 @@ impl Backend {
 }
 
 /// A handle on the shared simulated GPU, as the BAR0 model's VRAM and TLB.
-#[derive(Clone, Debug)]
-pub struct GpuHandle(pub Rc<RefCell<SimGpu>>);
-
-impl VramAccess for GpuHandle {
-    fn size(&self) -> u64 {
-        self.0.borrow().vram().size()
-    }
-    fn read32(&mut self, a: VramAddress) -> Result<u32, VramError> {
-        self.0.borrow_mut().read32(a)
-    }
-    fn write32(&mut self, a: VramAddress, v: u32) -> Result<(), VramError> {
-        self.0.borrow_mut().write32(a, v)
-    }
-    fn read64(&mut self, a: VramAddress) -> Result<u64, VramError> {
-        self.0.borrow_mut().read64(a)
-    }
-    fn write64(&mut self, a: VramAddress, v: u64) -> Result<(), VramError> {
-        self.0.borrow_mut().write64(a, v)
-    }
-    fn read_u64s(&mut self, a: VramAddress, out: &mut [u64]) -> Result<(), VramError> {
-        self.0.borrow_mut().read_u64s(a, out)
-    }
-    fn write_u64s(&mut self, a: VramAddress, w: &[u64]) -> Result<(), VramError> {
-        self.0.borrow_mut().write_u64s(a, w)
-    }
-    fn fill_u64(&mut self, a: VramAddress, v: u64, n: u64) -> Result<(), VramError> {
-        self.0.borrow_mut().fill_u64(a, v, n)
-    }
-}
-
-impl TlbInvalidate for GpuHandle {
-    fn invalidate(&mut self, req: &InvalidateRequest) -> Result<(), TlbError> {
-        self.0.borrow_mut().invalidate(req)
-    }
-}
+pub use nova_mm_sim::SharedGpu as GpuHandle;
 
 /// The simulated BAR0 of a rig.
 pub type Bar0 = SimBar0<GpuHandle, GpuHandle>;
